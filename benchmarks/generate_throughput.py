@@ -1,0 +1,161 @@
+"""Benchmark: dataset-generation throughput and storage size, measured in one run.
+
+Usage::
+
+    python benchmarks/generate_throughput.py [--presets 80] [--tier 1] [--out benchmarks/results]
+
+What it measures, on the same Tier-1 presets (the first P presets of seed 0's stream, where P
+is the number of presets the 1-worker pipeline tried):
+
+1. a *bare loop*: one ``vita.Synth`` in this process; per preset ``load_json`` of the preset with
+   its wavetables, set every control, render each note. No flushing, validation, IPC or storage.
+2. the *pipeline* (``vitalmatch.data.generate``) with 1 worker, then with 2 workers, writing HDF5
+   with the default storage (pcm16 mono). Pipeline times exclude worker start-up (the time to
+   the first finished preset is reported separately) so that the ratio compares steady states.
+3. bytes of audio per row in the pipeline's file, and in the other storage options, against
+   float32 stereo gzip-4 of the same renders (the reference format of the plan of record).
+
+Goals (issue: dataset generation): pipeline(1 worker) >= 0.85 x bare loop; pipeline(2 workers)
+>= 1.7 x pipeline(1 worker); bytes per row <= 25% of float32 stereo gzip-4. The script prints
+the ratios and writes them as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from vitalmatch.data.generate import GenerateConfig, generate, load_catalog
+from vitalmatch.data.sampling import PresetSampler, SamplerConfig
+from vitalmatch.data.storage import DatasetReader, StorageConfig, audio_bytes_per_row
+from vitalmatch.synth.params import ParamRegistry
+from vitalmatch.synth.render import RenderConfig, RenderEngine
+
+
+def bare_loop(registry, tables, render: RenderConfig, presets) -> tuple[float, list[np.ndarray]]:
+    """Seconds for the bare loop over ``presets``, and its audio ``(n_notes, 2, T)`` per preset."""
+    import vita
+
+    engine = RenderEngine(registry, tables, render)  # only to build preset JSON; rendering is bare
+    synth = vita.Synth()
+    synth.set_sample_rate(float(render.sample_rate))
+    handles = synth.get_controls()
+    specs = [s for s in registry.specs if s.control]
+    payloads = []
+    for p in presets:
+        preset = engine.preset_json(p.continuous, p.categorical)
+        payloads.append((json.dumps(preset), [(handles[s.name], preset["settings"][s.name]) for s in specs]))
+    out = []
+    t0 = time.perf_counter()
+    for text, values in payloads:
+        synth.load_json(text)
+        for h, v in values:
+            h.set(v)
+        out.append(np.stack([synth.render(n, render.velocity, render.note_duration_s, render.render_duration_s) for n in render.notes]))
+    return time.perf_counter() - t0, out
+
+
+def run_pipeline(path: Path, n: int, workers: int, tier: int, render: RenderConfig) -> dict:
+    t0 = time.perf_counter()
+    summary = generate(
+        GenerateConfig(output=path, n_presets=n, tier=tier, workers=workers, render=render, progress=False, overwrite=True)
+    )
+    total = time.perf_counter() - t0
+    return {"seconds_total": total, "presets_tried": summary.next_preset, "kept": summary.kept_presets, "rows": summary.rows}
+
+
+def steady_rate(workers: int, tier: int, render: RenderConfig, n_small: int, n_big: int, tmp: Path) -> dict:
+    """Presets tried per second with start-up removed: (big - small) / (t_big - t_small)."""
+    small = run_pipeline(tmp / f"small{workers}.h5", n_small, workers, tier, render)
+    big = run_pipeline(tmp / f"big{workers}.h5", n_big, workers, tier, render)
+    rate = (big["presets_tried"] - small["presets_tried"]) / (big["seconds_total"] - small["seconds_total"])
+    return {"small": small, "big": big, "presets_per_s": rate, "startup_s": small["seconds_total"] - small["presets_tried"] / rate}
+
+
+def storage_sizes(audio: list[np.ndarray], tmp: Path) -> dict[str, float]:
+    """Audio bytes per row for each storage option; reference: float32 stereo, gzip-4, row chunks."""
+    rows = np.concatenate(audio)  # (rows, 2, T) float32
+    rows = rows[np.abs(rows).max(axis=(1, 2)) <= 1.0]
+    ref = tmp / "ref.h5"
+    with h5py.File(ref, "w") as f:
+        d = f.create_dataset("a", data=rows, chunks=(1, 2, rows.shape[-1]), compression="gzip", compression_opts=4)
+        ref_bytes = d.id.get_storage_size() / len(rows)
+    sizes = {"float32 stereo gzip-4 (reference)": ref_bytes}
+    from vitalmatch.data.storage import DatasetWriter
+
+    for fmt in ("pcm16", "float16"):
+        for ch in ("mono", "stereo"):
+            p = tmp / f"{fmt}_{ch}.h5"
+            w = DatasetWriter.create(p, audio_length=rows.shape[-1], sample_rate=44100, n_continuous=1, n_categorical=1,
+                                     storage=StorageConfig(audio_format=fmt, channels=ch), attrs={}, overwrite=True)
+            n = len(rows)
+            w.append(audio=rows, continuous=np.zeros((n, 1), np.float32), categorical=np.zeros((n, 1), np.int32),
+                     midi_note=[60] * n, source=["synthetic"] * n, tier=[1] * n, preset_hash=["0" * 64] * n,
+                     preset_name=[""] * n, split=["train"] * n, preset_index=list(range(n)))
+            w.commit({})
+            w.close()
+            sizes[f"{fmt} {ch}"] = audio_bytes_per_row(p)
+    return sizes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--presets", type=int, default=80, help="presets kept in the long pipeline runs")
+    ap.add_argument("--tier", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = ap.parse_args()
+    render = RenderConfig()
+    n_small = max(4, args.presets // 8)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        one = steady_rate(1, args.tier, render, n_small, args.presets, tmp)
+        two = steady_rate(2, args.tier, render, n_small, args.presets, tmp)
+        tried = one["big"]["presets_tried"]
+        catalog = load_catalog(None)
+        registry = ParamRegistry.from_synth(wavetable_names=catalog.names)
+        sampler = PresetSampler(registry, SamplerConfig(tier=args.tier, seed=0))
+        presets = [sampler.preset(i) for i in range(tried)]
+        bare_s, audio = bare_loop(registry, [e.table for e in catalog], render, presets)
+        bare_rate = tried / bare_s
+        with DatasetReader(tmp / "big1.h5") as ds:
+            pipe_bytes = audio_bytes_per_row(tmp / "big1.h5")
+            rows = len(ds)
+        sizes = storage_sizes(audio, tmp)
+    ref = sizes["float32 stereo gzip-4 (reference)"]
+    result = {
+        "cpu_count": os.cpu_count(),
+        "presets": tried,
+        "notes": list(render.notes),
+        "bare_presets_per_s": bare_rate,
+        "pipeline_1w_presets_per_s": one["presets_per_s"],
+        "pipeline_2w_presets_per_s": two["presets_per_s"],
+        "startup_s": {"1 worker": one["startup_s"], "2 workers": two["startup_s"]},
+        "ratio_pipeline1_over_bare": one["presets_per_s"] / bare_rate,
+        "ratio_2w_over_1w": two["presets_per_s"] / one["presets_per_s"],
+        "pipeline_rows": rows,
+        "pipeline_audio_bytes_per_row": pipe_bytes,
+        "bytes_ratio_vs_float32_stereo_gzip4": pipe_bytes / ref,
+        "storage_bytes_per_row": sizes,
+    }
+    print(f"presets: {tried} (tier {args.tier}, notes {list(render.notes)}, {render.render_duration_s} s renders)")
+    print(f"bare loop            {bare_rate:6.2f} presets/s")
+    print(f"pipeline, 1 worker   {one['presets_per_s']:6.2f} presets/s   ratio to bare  {result['ratio_pipeline1_over_bare']:.2f}  (goal >= 0.85)")
+    print(f"pipeline, 2 workers  {two['presets_per_s']:6.2f} presets/s   ratio to 1 w.  {result['ratio_2w_over_1w']:.2f}  (goal >= 1.70)")
+    print(f"worker start-up: {one['startup_s']:.1f} s (1 worker), {two['startup_s']:.1f} s (2 workers)")
+    print("audio bytes per row:")
+    for k, v in sizes.items():
+        print(f"  {k:36} {v / 1e3:8.1f} kB  {v / ref:6.1%} of reference")
+    print(f"pipeline file (default pcm16 mono): {result['bytes_ratio_vs_float32_stereo_gzip4']:.1%} of reference (goal <= 25%)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "generate_throughput.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""Command line: one subcommand per pipeline stage (``vitalmatch STAGE --help``).
+
+Errors the user can fix (bad options, missing or foreign files, an existing output) print one
+line ``error: ...`` to stderr and exit with status 1; Ctrl-C exits with 130 after saving what was
+done.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from vitalmatch import __version__
+
+
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{what} must be comma-separated numbers, got {text!r}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="vitalmatch")
+def cli() -> None:
+    """vitalmatch: turn a sound into a preset for the Vital synthesizer.
+
+    Stages: params -> discover-wt -> generate -> inspect.
+    """
+
+
+# ---------------------------------------------------------------------------------------- params
+@cli.command("params")
+@click.option("--tier", type=int, default=1, show_default=True, help="1 or 2.")
+@click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
+def params_cmd(tier: int, as_json: bool) -> None:
+    """List the parameters a tier varies, discovered from the live synth."""
+    from vitalmatch.synth.params import ParamRegistry, check_tier
+    from vitalmatch.synth.wavetables import WavetableCatalog
+
+    check_tier(tier)
+    full = ParamRegistry.from_synth(wavetable_names=WavetableCatalog.builtin().names)
+    reg = full.for_tier(tier)
+    if as_json:
+        click.echo(reg.to_json())
+        return
+    click.echo(f"{'name':34} {'kind':11} {'module':10} {'scale':11} {'min':>9} {'max':>10} {'default':>10}  options/units")
+    for s in reg.specs:
+        extra = f"{s.n_options}: {', '.join(s.options[:6])}{', ...' if s.n_options > 6 else ''}" if s.kind == "categorical" else s.display_units
+        click.echo(
+            f"{s.name:34} {s.kind:11} {s.module:10} {s.scale:11} {s.min:9.4g} {s.max:10.6g} {s.default:10.6g}  {extra}"
+        )
+    c = reg.counts()
+    fc = full.counts()
+    click.echo(
+        f"tier {tier}: {c['total']} parameters ({c['continuous']} continuous, {c['categorical']} categorical); "
+        f"full registry {fc['total']} ({fc['continuous']} continuous, {fc['categorical']} categorical, "
+        "3 of them wavetable choices); 320 modulation-slot and 4 view-only controls excluded"
+    )
+
+
+# ------------------------------------------------------------------------------------ discover-wt
+@cli.command("discover-wt")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Catalog JSON to write.")
+@click.option("--install-dirs/--no-install-dirs", default=True, show_default=True, help="Also scan Vital's install folders.")
+@click.option("--builtin/--no-builtin", default=True, show_default=True, help="Start from the built-in tables.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing catalog file.")
+def discover_wt_cmd(paths: tuple[Path, ...], output: Path, install_dirs: bool, builtin: bool, overwrite: bool) -> None:
+    """Extract wavetables from .vital presets and folders into a catalog (dedup by content)."""
+    from vitalmatch.synth.wavetables import WavetableCatalog, discover
+
+    for p in paths:
+        if not p.exists():
+            raise click.UsageError(f"{p} does not exist")
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    catalog = WavetableCatalog.builtin() if builtin else WavetableCatalog()
+    report = discover(paths, include_install_dirs=install_dirs, catalog=catalog)
+    report.catalog.save(output)
+    click.echo(report.summary())
+    click.echo(f"catalog: {len(report.catalog)} wavetables -> {output}")
+
+
+# --------------------------------------------------------------------------------------- generate
+@cli.command("generate")
+@click.option("--tier", type=int, default=1, show_default=True, help="1 or 2.")
+@click.option("-n", "n_presets", type=int, required=True, help="Presets to keep (each gives one render per note).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="HDF5 file to write.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Render processes.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run (same options).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file.")
+@click.option("--notes", default="48,60,72", show_default=True, help="MIDI notes to render.")
+@click.option("--sample-rate", type=int, default=44100, show_default=True, help="Render rate (Hz).")
+@click.option("--note-duration", type=float, default=1.0, show_default=True, help="Seconds held.")
+@click.option("--render-duration", type=float, default=2.0, show_default=True, help="Seconds rendered.")
+@click.option("--audio-format", type=click.Choice(["pcm16", "float16", "float32"]), default="pcm16", show_default=True)
+@click.option("--channels", type=click.Choice(["mono", "stereo"]), default="mono", show_default=True)
+@click.option("--store-mels", is_flag=True, help="Also store float16 log-mels.")
+@click.option("--wavetables", type=click.Path(path_type=Path), default=None, help="Catalog JSON (default: built-in).")
+@click.option("--split", default="0.8,0.1,0.1", show_default=True, help="train,val,test fractions.")
+@click.option("--silence-db", type=float, default=-60.0, show_default=True, help="Reject renders whose peak is below (dBFS).")
+@click.option("--clip-peak", type=float, default=1.0, show_default=True, help="Reject renders whose peak is above.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds before a render is killed.")
+@click.option("--commit-every", type=int, default=32, show_default=True, help="Presets between durable commits.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def generate_cmd(**kw) -> None:
+    """Render random presets of a tier into an HDF5 dataset (crash-proof, resumable)."""
+    from vitalmatch.data.generate import GenerateConfig, generate
+    from vitalmatch.data.storage import StorageConfig
+    from vitalmatch.data.validation import ValidationConfig
+    from vitalmatch.synth.render import RenderConfig
+
+    notes = tuple(int(n) for n in _floats(kw["notes"], "--notes"))
+    split = _floats(kw["split"], "--split")
+    if kw["wavetables"] is not None and not kw["wavetables"].is_file():
+        raise click.UsageError(f"wavetable catalog {kw['wavetables']} does not exist")
+    config = GenerateConfig(
+        output=kw["output"],
+        n_presets=kw["n_presets"],
+        tier=kw["tier"],
+        seed=kw["seed"],
+        workers=kw["workers"],
+        render=RenderConfig(
+            sample_rate=kw["sample_rate"],
+            notes=notes,
+            note_duration_s=kw["note_duration"],
+            render_duration_s=kw["render_duration"],
+        ),
+        validation=ValidationConfig(silence_peak_db=kw["silence_db"], clip_peak=kw["clip_peak"]),
+        storage=StorageConfig(
+            audio_format=kw["audio_format"], channels=kw["channels"], full_scale=max(1.0, kw["clip_peak"])
+        ),
+        split=split,  # type: ignore[arg-type]
+        wavetables=kw["wavetables"],
+        store_mels=kw["store_mels"],
+        commit_every=kw["commit_every"],
+        task_timeout_s=kw["timeout"],
+        resume=kw["resume"],
+        overwrite=kw["overwrite"],
+        progress=kw["progress"],
+    )
+    summary = generate(config)
+    for line in summary.lines():
+        click.echo(line)
+
+
+# ---------------------------------------------------------------------------------------- inspect
+@cli.command("inspect")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--export-wav", type=click.Path(path_type=Path), default=None, help="Write a few renders as WAV here.")
+@click.option("-k", type=int, default=5, show_default=True, help="How many WAVs to export.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def inspect_cmd(path: Path, export_wav: Path | None, k: int, as_json: bool) -> None:
+    """Describe a dataset: schema, counts, rejections, parameter coverage."""
+    from vitalmatch.data.report import describe, export_wavs, format_report
+
+    report = describe(path)
+    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+    if export_wav is not None:
+        for f in export_wavs(path, export_wav, k):
+            click.echo(f"wrote {f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn user errors into one line and exit status 1."""
+    from vitalmatch.data.generate import GenerationInterrupted
+
+    try:
+        cli.main(args=argv, prog_name="vitalmatch", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except GenerationInterrupted as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(130)
+    except (ValueError, OSError, KeyError, RuntimeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, KeyError):
+            msg = msg.strip("'\"")
+        click.echo(f"error: {msg}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,390 @@
+"""Dataset generation: sample presets, render them in crash-isolated workers, store them in HDF5.
+
+Stage: generate. Input: a :class:`GenerateConfig`. Output: one HDF5 file (schema in
+:mod:`vitalmatch.data.storage`) with one row per accepted render (preset x note) and the
+registry, wavetable catalog, seed and every setting as attributes.
+
+Flow: :class:`~vitalmatch.data.sampling.PresetSampler` yields presets in stream order ->
+:class:`~vitalmatch.synth.pool.WorkerPool` renders them, one :class:`RenderEngine` per worker
+process (a segfault or hang loses one preset, logged as failed, never the run) -> each note is
+validated (:mod:`vitalmatch.data.validation`) -> accepted rows are appended *in stream order*
+and committed every ``commit_every`` presets together with the stream position.
+
+Reproducibility: preset ``i`` depends only on ``(seed, i)``, renders are bit-identical
+(``osc_N_random_phase`` pinned to 0, voices flushed before each note), and rows are written in
+stream order whatever the number of workers. A run killed at any moment and continued with
+``resume=True`` therefore produces the same file contents as an uninterrupted run.
+``n_presets`` counts *kept* presets (at least one note accepted); the stream runs on until that
+many are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vitalmatch import __version__
+from vitalmatch.data.sampling import PresetSampler, SamplerConfig, preset_hash, split_of
+from vitalmatch.data.storage import SCHEMA_VERSION, DatasetWriter, StorageConfig
+from vitalmatch.data.validation import ValidationConfig, check_audio
+from vitalmatch.synth.params import ParamRegistry, check_tier
+from vitalmatch.synth.pool import WorkerPool
+from vitalmatch.synth.render import RenderConfig, RenderEngine
+from vitalmatch.synth.wavetables import WavetableCatalog
+
+log = logging.getLogger(__name__)
+
+#: At most this many failed presets are listed (with reasons) in the file's progress record.
+MAX_FAILED_LISTED = 1000
+
+
+@dataclass
+class GenerateConfig:
+    """Everything that defines a generation run.
+
+    Attributes:
+        output: HDF5 file to write.
+        n_presets: presets to keep (each gives one row per accepted note).
+        tier: 1 (oscillators 1-2, filter 1, envelope 1, volume) or 2 (all non-modulation).
+        seed: sampling seed.
+        workers: render processes.
+        render, validation, storage: per-stage settings.
+        split: train/val/test fractions, assigned by preset hash.
+        wavetables: catalog JSON (``vitalmatch discover-wt``); None = the built-in catalog.
+        store_mels: also store float16 log-mels (``features/log_mel``) computed with the defaults of
+            :class:`vitalmatch.features.FeatureConfig` at the render sample rate.
+        commit_every: presets between durable commits.
+        task_timeout_s: a render taking longer kills its worker; the preset is logged as failed.
+        max_tasks_per_worker: workers are replaced after this many presets.
+        resume: continue an interrupted file; overwrite: replace an existing file.
+        progress: show a progress bar.
+    """
+
+    output: Path
+    n_presets: int
+    tier: int = 1
+    seed: int = 0
+    workers: int = 2
+    render: RenderConfig = field(default_factory=RenderConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    storage: StorageConfig = field(default_factory=lambda: StorageConfig(channels="mono"))
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    wavetables: Path | None = None
+    store_mels: bool = False
+    commit_every: int = 32
+    task_timeout_s: float = 60.0
+    max_tasks_per_worker: int = 500
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+    def check(self) -> None:
+        """Raise ValueError with a one-line message for invalid settings."""
+        check_tier(self.tier)
+        if self.n_presets <= 0:
+            raise ValueError(f"-n must be a positive number of presets, got {self.n_presets}")
+        if self.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {self.workers}")
+        if self.commit_every < 1:
+            raise ValueError("commit_every must be >= 1")
+        if self.resume and self.overwrite:
+            raise ValueError("--resume and --overwrite exclude each other")
+        split_of("0" * 16, self.split)
+
+    def content_settings(self) -> dict[str, Any]:
+        """The settings that determine the file's contents (must match on resume)."""
+        return {
+            "tier": self.tier,
+            "seed": self.seed,
+            "render": asdict(self.render),
+            "validation": asdict(self.validation),
+            "storage": asdict(self.storage),
+            "split": list(self.split),
+            "store_mels": self.store_mels,
+        }
+
+
+def load_catalog(path: Path | None) -> WavetableCatalog:
+    """The catalog a run uses: a JSON file from ``discover-wt``, or the built-in one."""
+    return WavetableCatalog.builtin() if path is None else WavetableCatalog.load(path)
+
+
+# ------------------------------------------------------------------------------ worker side
+#: Test-only fault injection, read by each worker: ``"crash:3,7;hang:5"`` makes the worker crash
+#: the real synth (``chorus_voices`` = 7 segfaults vita, vita-facts §4) or hang at those preset
+#: indices, so tests can check that the run survives both.
+FAULTS_ENV = "VITALMATCH_FAULTS"
+
+_ENGINE: RenderEngine | None = None
+_VALIDATION: ValidationConfig | None = None
+_FAULTS: dict[int, str] = {}
+
+
+def _parse_faults(text: str) -> dict[int, str]:
+    faults: dict[int, str] = {}
+    for part in filter(None, text.split(";")):
+        kind, _, indices = part.partition(":")
+        faults.update({int(i): kind.strip() for i in indices.split(",") if i.strip()})
+    return faults
+
+
+def _init_worker(registry_json: str, tables: list[dict], render: RenderConfig, validation: ValidationConfig) -> None:
+    global _ENGINE, _VALIDATION, _FAULTS
+    _ENGINE = RenderEngine(ParamRegistry.from_json(registry_json), tables, render)
+    _VALIDATION = validation
+    _FAULTS = _parse_faults(os.environ.get(FAULTS_ENV, ""))
+
+
+def _inject_fault(index: int) -> None:
+    kind = _FAULTS.get(index)
+    if kind == "crash":
+        handles = _ENGINE.synth.get_controls()
+        handles["chorus_on"].set(1.0)
+        handles["chorus_voices"].set(7.0)  # unclamped on purpose
+        _ENGINE.synth.render(60, 0.7, 0.1, 0.2)
+    elif kind == "hang":
+        time.sleep(3600)
+
+
+def _render_task(task: tuple[int, np.ndarray, np.ndarray]) -> tuple[int, list[np.ndarray | None], list[str | None]]:
+    """Render one preset at every note; return only the accepted audio and each note's verdict."""
+    index, cont, cat = task
+    assert _ENGINE is not None and _VALIDATION is not None
+    if _FAULTS:
+        _inject_fault(index)
+    audio = _ENGINE.render(cont, cat)
+    reasons = [check_audio(a, _VALIDATION) for a in audio]
+    kept = [a if r is None else None for a, r in zip(audio, reasons, strict=True)]
+    return index, kept, reasons
+
+
+# ------------------------------------------------------------------------------ main side
+@dataclass
+class GenerateSummary:
+    """What a run did (also stored as the file's committed progress)."""
+
+    path: str
+    kept_presets: int
+    rows: int
+    next_preset: int
+    rejections: dict[str, int]
+    failed: int
+    seconds: float
+
+    def lines(self) -> list[str]:
+        tried = max(self.next_preset, 1)
+        return [
+            f"wrote {self.path}: {self.kept_presets} presets, {self.rows} renders",
+            f"presets tried {self.next_preset}, failed (crash/timeout/error) {self.failed}",
+            "renders rejected: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(self.rejections.items())) or "none")
+            + f" (preset rejection rate {(tried - self.kept_presets) / tried:.1%})",
+            f"time {self.seconds:.1f} s",
+        ]
+
+
+def generate(config: GenerateConfig) -> GenerateSummary:
+    """Run (or resume) a generation job; see the module docstring."""
+    config.check()
+    t0 = time.perf_counter()
+    catalog = load_catalog(config.wavetables)
+    registry = ParamRegistry.from_synth(wavetable_names=catalog.names)
+    features = None
+    if config.store_mels:
+        from vitalmatch.features import FeatureConfig
+
+        features = FeatureConfig(sample_rate=config.render.sample_rate)
+
+    if config.resume:
+        writer, progress = DatasetWriter.resume(config.output)
+        _check_resume(writer, config, registry, catalog)
+    else:
+        attrs = {
+            "created_by": f"vitalmatch {__version__}",
+            "tier": config.tier,
+            "seed": config.seed,
+            "sample_rate": config.render.sample_rate,
+            "render_duration_s": config.render.render_duration_s,
+            "note_duration_s": config.render.note_duration_s,
+            "velocity": config.render.velocity,
+            "notes": list(config.render.notes),
+            "continuous_names": registry.continuous_names,
+            "categorical_names": registry.categorical_names,
+            "registry_json": registry.to_json(),
+            "wavetable_names": list(catalog.names),
+            "wavetable_hashes": list(catalog.hashes),
+            "settings_json": json.dumps(config.content_settings()),
+        }
+        mel_shape = (features.n_mels, features.n_frames(config.render.n_samples)) if features else None
+        writer = DatasetWriter.create(
+            config.output,
+            audio_length=config.render.n_samples,
+            sample_rate=config.render.sample_rate,
+            n_continuous=len(registry.continuous),
+            n_categorical=len(registry.categorical),
+            storage=config.storage,
+            attrs=attrs,
+            mel_shape=mel_shape,
+            overwrite=config.overwrite,
+        )
+        writer.write_blob("wavetables", catalog.to_json().encode())
+        progress = {}
+        writer.commit(_progress(0, 0, 0, Counter(), []))
+
+    kept = int(progress.get("kept_presets", 0))
+    next_preset = int(progress.get("next_preset", 0))
+    rows = int(progress.get("rows", 0))
+    rejections: Counter[str] = Counter(progress.get("rejections", {}))
+    failed: list[dict] = list(progress.get("failed", []))
+    n_failed = int(progress.get("n_failed", len(failed)))
+
+    sampler = PresetSampler(registry, SamplerConfig(tier=config.tier, seed=config.seed))
+    wt_cols = [registry.locate(f"osc_{o}_wavetable")[1] for o in (1, 2, 3)]
+    pending: dict[int, Any] = {}
+    start = next_preset  # pool result i is preset start + i (results come in submission order)
+
+    def tasks():
+        for preset in sampler.stream(start):
+            pending[preset.index] = preset
+            yield preset.index, preset.continuous, preset.categorical
+
+    bar = _progress_bar(config, kept)
+    interrupted = False
+    since_commit = 0
+    try:
+        with WorkerPool(
+            config.workers,
+            initializer=_init_worker,
+            initargs=(registry.to_json(), [e.table for e in catalog], config.render, config.validation),
+            task_timeout_s=config.task_timeout_s,
+            max_tasks_per_worker=config.max_tasks_per_worker,
+        ) as pool:
+            for result in pool.map(_render_task, tasks()):
+                if kept >= config.n_presets:
+                    break
+                preset = pending.pop(start + result.index)
+                if result.status != "ok":
+                    n_failed += 1
+                    if len(failed) < MAX_FAILED_LISTED:
+                        failed.append({"preset": preset.index, "reason": result.error})
+                    log.warning("preset %d failed: %s", preset.index, result.error)
+                else:
+                    _, audio, reasons = result.value
+                    rejections.update(r for r in reasons if r)
+                    good = [(note, a) for note, a in zip(config.render.notes, audio, strict=True) if a is not None]
+                    if good:
+                        h = preset_hash(
+                            preset.continuous,
+                            preset.categorical,
+                            [catalog.hashes[preset.categorical[c]] for c in wt_cols],
+                        )
+                        batch = np.stack([a for _, a in good])
+                        writer.append(
+                            audio=batch,
+                            continuous=np.tile(preset.continuous, (len(good), 1)),
+                            categorical=np.tile(preset.categorical, (len(good), 1)),
+                            midi_note=[n for n, _ in good],
+                            source=["synthetic"] * len(good),
+                            tier=[config.tier] * len(good),
+                            preset_hash=[h] * len(good),
+                            preset_name=[preset.name] * len(good),
+                            split=[split_of(h, config.split)] * len(good),
+                            preset_index=[preset.index] * len(good),
+                            log_mel=_mels(batch, features),
+                        )
+                        kept += 1
+                        rows += len(good)
+                        if bar is not None:
+                            bar.update(1)
+                    else:
+                        rejections["preset_no_valid_note"] += 1
+                next_preset = preset.index + 1
+                since_commit += 1
+                if since_commit >= config.commit_every or kept >= config.n_presets:
+                    writer.commit(_progress(kept, next_preset, rows, rejections, failed, n_failed))
+                    since_commit = 0
+                if bar is not None:
+                    tried = next_preset
+                    bar.set_postfix(
+                        renders_s=f"{rows / max(time.perf_counter() - t0, 1e-9):.1f}",
+                        rejected=f"{(tried - kept) / max(tried, 1):.0%}",
+                        failed=n_failed,
+                        refresh=False,
+                    )
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        writer.commit(_progress(kept, next_preset, rows, rejections, failed, n_failed))
+        writer.close()
+        if bar is not None:
+            bar.close()
+    summary = GenerateSummary(
+        str(config.output), kept, rows, next_preset, dict(rejections), n_failed, time.perf_counter() - t0
+    )
+    if interrupted:
+        raise GenerationInterrupted(summary)
+    return summary
+
+
+class GenerationInterrupted(Exception):
+    """Ctrl-C: everything up to the last preset handled was committed; resume continues."""
+
+    def __init__(self, summary: GenerateSummary) -> None:
+        super().__init__(
+            f"interrupted after {summary.kept_presets} presets; all of them are saved in {summary.path}, "
+            "continue with --resume"
+        )
+        self.summary = summary
+
+
+def _progress(kept, next_preset, rows, rejections, failed, n_failed=None) -> dict[str, Any]:
+    return {
+        "kept_presets": kept,
+        "next_preset": next_preset,
+        "rows": rows,
+        "rejections": dict(rejections),
+        "failed": list(failed),
+        "n_failed": len(failed) if n_failed is None else n_failed,
+    }
+
+
+def _mels(batch: np.ndarray, features) -> np.ndarray | None:
+    if features is None:
+        return None
+    from vitalmatch.features import log_mel
+
+    return log_mel(batch, features).numpy()
+
+
+def _progress_bar(config: GenerateConfig, initial: int):
+    if not config.progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=config.n_presets, initial=initial, unit="preset", desc="generate", dynamic_ncols=True)
+
+
+def _check_resume(writer: DatasetWriter, config: GenerateConfig, registry: ParamRegistry, catalog) -> None:
+    attrs = writer.attrs
+    stored = json.loads(attrs["settings_json"]) if isinstance(attrs.get("settings_json"), str) else attrs.get(
+        "settings"
+    )
+    wanted = json.loads(json.dumps(config.content_settings()))
+    if stored != wanted:
+        diff = sorted(k for k in wanted if stored.get(k) != wanted.get(k)) if isinstance(stored, dict) else ["all"]
+        writer.close()
+        raise ValueError(
+            f"{config.output} was generated with other settings ({', '.join(diff)} differ); "
+            "resume with the same options as the original run"
+        )
+    if list(attrs["wavetable_hashes"]) != list(catalog.hashes) or attrs["registry_json"] != registry.to_json():
+        writer.close()
+        raise ValueError(f"{config.output} was generated with another wavetable catalog or synth version")

@@ -1,0 +1,82 @@
+"""Features: audio -> log-mel spectrogram, in torch so it runs on CPU and GPU alike.
+
+Stage: features. Input: audio ``(..., channels, T)`` or ``(..., T)`` float at
+``FeatureConfig.sample_rate``. Output: ``(..., n_mels, frames)`` float32 log-mel, with
+``frames = 1 + T // hop_length`` (centred STFT). For the defaults (44.1 kHz, 2 s, hop 512, 128
+bands) that is ``(128, 173)``.
+
+The same function serves dataset generation (optional stored mels), training and prediction.
+The mel filterbank is librosa's (Slaney-normalised), built once per configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Log-mel settings.
+
+    Attributes:
+        sample_rate: Hz of the input audio.
+        n_fft: FFT size (samples); the window is a Hann window of this length.
+        hop_length: samples between frames.
+        n_mels: mel bands.
+        fmin, fmax: band edges in Hz (``fmax=None``: Nyquist).
+        log_floor: added before the natural log, to bound silence.
+    """
+
+    sample_rate: int = 44100
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    fmin: float = 20.0
+    fmax: float | None = None
+    log_floor: float = 1e-5
+
+    def n_frames(self, n_samples: int) -> int:
+        return 1 + n_samples // self.hop_length
+
+
+@lru_cache(maxsize=8)
+def _mel_basis(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
+    import librosa
+
+    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(
+        np.float32
+    )
+
+
+def log_mel(audio, config: FeatureConfig = FeatureConfig()):
+    """Log-mel spectrogram of mono-mixed audio.
+
+    Args:
+        audio: torch tensor or numpy array ``(..., channels, T)`` (mixed to mono by averaging the
+            channel axis when it has 1 or 2 entries and ``T`` is longer) or ``(..., T)``.
+        config: feature settings.
+
+    Returns:
+        torch float32 tensor ``(..., n_mels, frames)`` of ``log(mel_power + log_floor)``, on the
+        input's device.
+    """
+    import torch
+
+    x = torch.as_tensor(audio, dtype=torch.float32)
+    if x.ndim >= 2 and x.shape[-2] in (1, 2) and x.shape[-1] > 2:
+        x = x.mean(dim=-2)
+    lead = x.shape[:-1]
+    x = x.reshape(-1, x.shape[-1])
+    window = torch.hann_window(config.n_fft, device=x.device)
+    spec = torch.stft(
+        x, config.n_fft, config.hop_length, window=window, center=True, pad_mode="constant", return_complex=True
+    )
+    power = spec.real.square() + spec.imag.square()
+    basis = torch.from_numpy(
+        _mel_basis(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
+    ).to(x.device)
+    mel = torch.matmul(basis, power)
+    return torch.log(mel + config.log_floor).reshape(*lead, config.n_mels, -1)
