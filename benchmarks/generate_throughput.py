@@ -58,17 +58,37 @@ def bare_loop(registry, tables, render: RenderConfig, presets) -> tuple[float, l
         synth.load_json(text)
         for h, v in values:
             h.set(v)
-        out.append(np.stack([synth.render(n, render.velocity, render.note_duration_s, render.render_duration_s) for n in render.notes]))
+        out.append(
+            np.stack(
+                [
+                    synth.render(n, render.velocity, render.note_duration_s, render.render_duration_s)
+                    for n in render.notes
+                ]
+            )
+        )
     return time.perf_counter() - t0, out
 
 
 def run_pipeline(path: Path, n: int, workers: int, tier: int, render: RenderConfig) -> dict:
     t0 = time.perf_counter()
     summary = generate(
-        GenerateConfig(output=path, n_presets=n, tier=tier, workers=workers, render=render, progress=False, overwrite=True)
+        GenerateConfig(
+            output=path,
+            n_presets=n,
+            tier=tier,
+            workers=workers,
+            render=render,
+            progress=False,
+            overwrite=True,
+        )
     )
     total = time.perf_counter() - t0
-    return {"seconds_total": total, "presets_tried": summary.next_preset, "kept": summary.kept_presets, "rows": summary.rows}
+    return {
+        "seconds_total": total,
+        "presets_tried": summary.next_preset,
+        "kept": summary.kept_presets,
+        "rows": summary.rows,
+    }
 
 
 def steady_rate(workers: int, tier: int, render: RenderConfig, n_small: int, n_big: int, tmp: Path) -> dict:
@@ -76,7 +96,23 @@ def steady_rate(workers: int, tier: int, render: RenderConfig, n_small: int, n_b
     small = run_pipeline(tmp / f"small{workers}.h5", n_small, workers, tier, render)
     big = run_pipeline(tmp / f"big{workers}.h5", n_big, workers, tier, render)
     rate = (big["presets_tried"] - small["presets_tried"]) / (big["seconds_total"] - small["seconds_total"])
-    return {"small": small, "big": big, "presets_per_s": rate, "startup_s": small["seconds_total"] - small["presets_tried"] / rate}
+    return {
+        "small": small,
+        "big": big,
+        "presets_per_s": rate,
+        "startup_s": small["seconds_total"] - small["presets_tried"] / rate,
+    }
+
+
+def pool_overhead_ms(n: int = 2000) -> float:
+    """Milliseconds of pool overhead per trivial task (1 worker, warmed up)."""
+    from vitalmatch.synth.pool import WorkerPool
+
+    with WorkerPool(1) as pool:
+        list(pool.map(abs, range(20)))
+        t0 = time.perf_counter()
+        list(pool.map(abs, range(n)))
+        return (time.perf_counter() - t0) / n * 1e3
 
 
 def storage_sizes(audio: list[np.ndarray], tmp: Path) -> dict[str, float]:
@@ -85,7 +121,9 @@ def storage_sizes(audio: list[np.ndarray], tmp: Path) -> dict[str, float]:
     rows = rows[np.abs(rows).max(axis=(1, 2)) <= 1.0]
     ref = tmp / "ref.h5"
     with h5py.File(ref, "w") as f:
-        d = f.create_dataset("a", data=rows, chunks=(1, 2, rows.shape[-1]), compression="gzip", compression_opts=4)
+        d = f.create_dataset(
+            "a", data=rows, chunks=(1, 2, rows.shape[-1]), compression="gzip", compression_opts=4
+        )
         ref_bytes = d.id.get_storage_size() / len(rows)
     sizes = {"float32 stereo gzip-4 (reference)": ref_bytes}
     from vitalmatch.data.storage import DatasetWriter
@@ -93,12 +131,29 @@ def storage_sizes(audio: list[np.ndarray], tmp: Path) -> dict[str, float]:
     for fmt in ("pcm16", "float16"):
         for ch in ("mono", "stereo"):
             p = tmp / f"{fmt}_{ch}.h5"
-            w = DatasetWriter.create(p, audio_length=rows.shape[-1], sample_rate=44100, n_continuous=1, n_categorical=1,
-                                     storage=StorageConfig(audio_format=fmt, channels=ch), attrs={}, overwrite=True)
+            w = DatasetWriter.create(
+                p,
+                audio_length=rows.shape[-1],
+                sample_rate=44100,
+                n_continuous=1,
+                n_categorical=1,
+                storage=StorageConfig(audio_format=fmt, channels=ch),
+                attrs={},
+                overwrite=True,
+            )
             n = len(rows)
-            w.append(audio=rows, continuous=np.zeros((n, 1), np.float32), categorical=np.zeros((n, 1), np.int32),
-                     midi_note=[60] * n, source=["synthetic"] * n, tier=[1] * n, preset_hash=["0" * 64] * n,
-                     preset_name=[""] * n, split=["train"] * n, preset_index=list(range(n)))
+            w.append(
+                audio=rows,
+                continuous=np.zeros((n, 1), np.float32),
+                categorical=np.zeros((n, 1), np.int32),
+                midi_note=[60] * n,
+                source=["synthetic"] * n,
+                tier=[1] * n,
+                preset_hash=["0" * 64] * n,
+                preset_name=[""] * n,
+                split=["train"] * n,
+                preset_index=list(range(n)),
+            )
             w.commit({})
             w.close()
             sizes[f"{fmt} {ch}"] = audio_bytes_per_row(p)
@@ -129,7 +184,9 @@ def main() -> None:
             rows = len(ds)
         sizes = storage_sizes(audio, tmp)
     ref = sizes["float32 stereo gzip-4 (reference)"]
+    overhead = pool_overhead_ms()
     result = {
+        "pool_overhead_ms_per_task": overhead,
         "cpu_count": os.cpu_count(),
         "presets": tried,
         "notes": list(render.notes),
@@ -144,15 +201,24 @@ def main() -> None:
         "bytes_ratio_vs_float32_stereo_gzip4": pipe_bytes / ref,
         "storage_bytes_per_row": sizes,
     }
-    print(f"presets: {tried} (tier {args.tier}, notes {list(render.notes)}, {render.render_duration_s} s renders)")
+    print(
+        f"presets: {tried} (tier {args.tier}, notes {list(render.notes)}, {render.render_duration_s} s renders)"
+    )
     print(f"bare loop            {bare_rate:6.2f} presets/s")
-    print(f"pipeline, 1 worker   {one['presets_per_s']:6.2f} presets/s   ratio to bare  {result['ratio_pipeline1_over_bare']:.2f}  (goal >= 0.85)")
-    print(f"pipeline, 2 workers  {two['presets_per_s']:6.2f} presets/s   ratio to 1 w.  {result['ratio_2w_over_1w']:.2f}  (goal >= 1.70)")
+    print(
+        f"pipeline, 1 worker   {one['presets_per_s']:6.2f} presets/s   ratio to bare  {result['ratio_pipeline1_over_bare']:.2f}  (goal >= 0.85)"
+    )
+    print(
+        f"pipeline, 2 workers  {two['presets_per_s']:6.2f} presets/s   ratio to 1 w.  {result['ratio_2w_over_1w']:.2f}  (goal >= 1.70)"
+    )
+    print(f"pool overhead per trivial task: {overhead:.3f} ms")
     print(f"worker start-up: {one['startup_s']:.1f} s (1 worker), {two['startup_s']:.1f} s (2 workers)")
     print("audio bytes per row:")
     for k, v in sizes.items():
         print(f"  {k:36} {v / 1e3:8.1f} kB  {v / ref:6.1%} of reference")
-    print(f"pipeline file (default pcm16 mono): {result['bytes_ratio_vs_float32_stereo_gzip4']:.1%} of reference (goal <= 25%)")
+    print(
+        f"pipeline file (default pcm16 mono): {result['bytes_ratio_vs_float32_stereo_gzip4']:.1%} of reference (goal <= 25%)"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "generate_throughput.json").write_text(json.dumps(result, indent=2))
 

@@ -16,7 +16,9 @@ from vitalmatch.synth.render import RenderConfig
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vitalmatch", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "vitalmatch", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_help_lists_every_stage():
@@ -29,7 +31,9 @@ def test_help_lists_every_stage():
 def test_params_tier1_lists_registry():
     r = _cli("params", "--tier", "1")
     assert r.returncode == 0, r.stderr
-    assert "osc_1_wavetable" in r.stdout and "filter_1_cutoff" in r.stdout and "lfo_1_frequency" not in r.stdout
+    assert (
+        "osc_1_wavetable" in r.stdout and "filter_1_cutoff" in r.stdout and "lfo_1_frequency" not in r.stdout
+    )
     assert "tier 1: 84 parameters (62 continuous, 22 categorical)" in r.stdout
     assert "full registry 451 (322 continuous, 129 categorical" in r.stdout
     data = json.loads(_cli("params", "--tier", "2", "--json").stdout)
@@ -45,7 +49,9 @@ def test_params_bad_tier():
 def dataset(tmp_path_factory):
     path = tmp_path_factory.mktemp("cli") / "d.h5"
     render = RenderConfig(sample_rate=22050, notes=(60,), note_duration_s=0.2, render_duration_s=0.4)
-    generate(GenerateConfig(output=path, n_presets=6, render=render, workers=1, progress=False, store_mels=True))
+    generate(
+        GenerateConfig(output=path, n_presets=6, render=render, workers=1, progress=False, store_mels=True)
+    )
     return path
 
 
@@ -67,7 +73,9 @@ def test_inspect_and_export(dataset, tmp_path):
 
 def test_inspect_bad_files(tmp_path):
     missing = _cli("inspect", str(tmp_path / "nope.h5"))
-    assert missing.returncode == 1 and missing.stderr.startswith("error:") and "Traceback" not in missing.stderr
+    assert (
+        missing.returncode == 1 and missing.stderr.startswith("error:") and "Traceback" not in missing.stderr
+    )
     junk = tmp_path / "junk.h5"
     junk.write_text("hello")
     r = _cli("inspect", str(junk))

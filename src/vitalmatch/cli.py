@@ -47,9 +47,15 @@ def params_cmd(tier: int, as_json: bool) -> None:
     if as_json:
         click.echo(reg.to_json())
         return
-    click.echo(f"{'name':34} {'kind':11} {'module':10} {'scale':11} {'min':>9} {'max':>10} {'default':>10}  options/units")
+    click.echo(
+        f"{'name':34} {'kind':11} {'module':10} {'scale':11} {'min':>9} {'max':>10} {'default':>10}  options/units"
+    )
     for s in reg.specs:
-        extra = f"{s.n_options}: {', '.join(s.options[:6])}{', ...' if s.n_options > 6 else ''}" if s.kind == "categorical" else s.display_units
+        extra = (
+            f"{s.n_options}: {', '.join(s.options[:6])}{', ...' if s.n_options > 6 else ''}"
+            if s.kind == "categorical"
+            else s.display_units
+        )
         click.echo(
             f"{s.name:34} {s.kind:11} {s.module:10} {s.scale:11} {s.min:9.4g} {s.max:10.6g} {s.default:10.6g}  {extra}"
         )
@@ -66,10 +72,19 @@ def params_cmd(tier: int, as_json: bool) -> None:
 @cli.command("discover-wt")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Catalog JSON to write.")
-@click.option("--install-dirs/--no-install-dirs", default=True, show_default=True, help="Also scan Vital's install folders.")
-@click.option("--builtin/--no-builtin", default=True, show_default=True, help="Start from the built-in tables.")
+@click.option(
+    "--install-dirs/--no-install-dirs",
+    default=True,
+    show_default=True,
+    help="Also scan Vital's install folders.",
+)
+@click.option(
+    "--builtin/--no-builtin", default=True, show_default=True, help="Start from the built-in tables."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing catalog file.")
-def discover_wt_cmd(paths: tuple[Path, ...], output: Path, install_dirs: bool, builtin: bool, overwrite: bool) -> None:
+def discover_wt_cmd(
+    paths: tuple[Path, ...], output: Path, install_dirs: bool, builtin: bool, overwrite: bool
+) -> None:
     """Extract wavetables from .vital presets and folders into a catalog (dedup by content)."""
     from vitalmatch.synth.wavetables import WavetableCatalog, discover
 
@@ -88,7 +103,9 @@ def discover_wt_cmd(paths: tuple[Path, ...], output: Path, install_dirs: bool, b
 # --------------------------------------------------------------------------------------- generate
 @cli.command("generate")
 @click.option("--tier", type=int, default=1, show_default=True, help="1 or 2.")
-@click.option("-n", "n_presets", type=int, required=True, help="Presets to keep (each gives one render per note).")
+@click.option(
+    "-n", "n_presets", type=int, required=True, help="Presets to keep (each gives one render per note)."
+)
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="HDF5 file to write.")
 @click.option("--workers", type=int, default=2, show_default=True, help="Render processes.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -98,15 +115,31 @@ def discover_wt_cmd(paths: tuple[Path, ...], output: Path, install_dirs: bool, b
 @click.option("--sample-rate", type=int, default=44100, show_default=True, help="Render rate (Hz).")
 @click.option("--note-duration", type=float, default=1.0, show_default=True, help="Seconds held.")
 @click.option("--render-duration", type=float, default=2.0, show_default=True, help="Seconds rendered.")
-@click.option("--audio-format", type=click.Choice(["pcm16", "float16", "float32"]), default="pcm16", show_default=True)
+@click.option(
+    "--audio-format", type=click.Choice(["pcm16", "float16", "float32"]), default="pcm16", show_default=True
+)
 @click.option("--channels", type=click.Choice(["mono", "stereo"]), default="mono", show_default=True)
 @click.option("--store-mels", is_flag=True, help="Also store float16 log-mels.")
-@click.option("--wavetables", type=click.Path(path_type=Path), default=None, help="Catalog JSON (default: built-in).")
+@click.option(
+    "--wavetables", type=click.Path(path_type=Path), default=None, help="Catalog JSON (default: built-in)."
+)
 @click.option("--split", default="0.8,0.1,0.1", show_default=True, help="train,val,test fractions.")
-@click.option("--silence-db", type=float, default=-60.0, show_default=True, help="Reject renders whose peak is below (dBFS).")
-@click.option("--clip-peak", type=float, default=1.0, show_default=True, help="Reject renders whose peak is above.")
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds before a render is killed.")
-@click.option("--commit-every", type=int, default=32, show_default=True, help="Presets between durable commits.")
+@click.option(
+    "--silence-db",
+    type=float,
+    default=-60.0,
+    show_default=True,
+    help="Reject renders whose peak is below (dBFS).",
+)
+@click.option(
+    "--clip-peak", type=float, default=1.0, show_default=True, help="Reject renders whose peak is above."
+)
+@click.option(
+    "--timeout", type=float, default=60.0, show_default=True, help="Seconds before a render is killed."
+)
+@click.option(
+    "--commit-every", type=int, default=32, show_default=True, help="Presets between durable commits."
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def generate_cmd(**kw) -> None:
     """Render random presets of a tier into an HDF5 dataset (crash-proof, resumable)."""
@@ -152,7 +185,9 @@ def generate_cmd(**kw) -> None:
 # ---------------------------------------------------------------------------------------- inspect
 @cli.command("inspect")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--export-wav", type=click.Path(path_type=Path), default=None, help="Write a few renders as WAV here.")
+@click.option(
+    "--export-wav", type=click.Path(path_type=Path), default=None, help="Write a few renders as WAV here."
+)
 @click.option("-k", type=int, default=5, show_default=True, help="How many WAVs to export.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def inspect_cmd(path: Path, export_wav: Path | None, k: int, as_json: bool) -> None:

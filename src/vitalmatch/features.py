@@ -72,7 +72,13 @@ def log_mel(audio, config: FeatureConfig = FeatureConfig()):
     x = x.reshape(-1, x.shape[-1])
     window = torch.hann_window(config.n_fft, device=x.device)
     spec = torch.stft(
-        x, config.n_fft, config.hop_length, window=window, center=True, pad_mode="constant", return_complex=True
+        x,
+        config.n_fft,
+        config.hop_length,
+        window=window,
+        center=True,
+        pad_mode="constant",
+        return_complex=True,
     )
     power = spec.real.square() + spec.imag.square()
     basis = torch.from_numpy(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +20,16 @@ from vitalmatch.synth.render import RenderConfig, RenderEngine
 from vitalmatch.synth.wavetables import WavetableCatalog
 
 FAST = RenderConfig(sample_rate=22050, notes=(48, 72), note_duration_s=0.25, render_duration_s=0.5)
-FAST_ARGS = ["--sample-rate", "22050", "--notes", "48,72", "--note-duration", "0.25", "--render-duration", "0.5"]
+FAST_ARGS = [
+    "--sample-rate",
+    "22050",
+    "--notes",
+    "48,72",
+    "--note-duration",
+    "0.25",
+    "--render-duration",
+    "0.5",
+]
 
 
 def _config(path: Path, n: int, **kw) -> GenerateConfig:
@@ -78,13 +88,18 @@ def test_rerendering_stored_params_reproduces_stored_audio(small):
     path, _ = small
     with DatasetReader(path) as ds:
         reg = ParamRegistry.from_json(ds.attrs["registry_json"])
-        catalog = WavetableCatalog.builtin()
-        assert list(ds.attrs["wavetable_hashes"]) == catalog.hashes
+        catalog = WavetableCatalog.from_json_data(json.loads(ds.blob("wavetables")))
+        assert catalog.hashes == list(ds.attrs["wavetable_hashes"]) == WavetableCatalog.builtin().hashes
         engine = RenderEngine(reg, [e.table for e in catalog], FAST)
+        notes = [int(n) for n in ds.attrs["notes"]]
         for i in (0, len(ds) // 2, len(ds) - 1):
             note = int(ds.metadata("midi_note")[i])
-            audio = engine.render(ds.continuous(i), ds.categorical(i), notes=[note])[0]
+            # all the dataset's notes, as the generator renders them: bit for bit
+            audio = engine.render(ds.continuous(i), ds.categorical(i))[notes.index(note)]
             np.testing.assert_array_equal(audio, ds.audio(i))
+            # the one note on its own, too
+            alone = engine.render(ds.continuous(i), ds.categorical(i), notes=[note])[0]
+            np.testing.assert_array_equal(alone, ds.audio(i))
 
 
 def test_one_and_two_workers_give_the_same_file(small, tmp_path):
@@ -97,12 +112,16 @@ def test_one_and_two_workers_give_the_same_file(small, tmp_path):
 def test_crashing_and_hanging_workers_do_not_stop_the_run(tmp_path, monkeypatch, small):
     monkeypatch.setenv(FAULTS_ENV, "crash:1,4;hang:2")
     path = tmp_path / "faults.h5"
-    summary = generate(_config(path, 8, task_timeout_s=3.0, storage=StorageConfig(audio_format="float32", channels="stereo")))
+    summary = generate(
+        _config(path, 8, task_timeout_s=3.0, storage=StorageConfig(audio_format="float32", channels="stereo"))
+    )
     assert summary.kept_presets == 8 and summary.failed == 3
     with DatasetReader(path) as ds:
         failed = ds.progress()["failed"]
         assert {f["preset"] for f in failed} == {1, 2, 4}
-        assert any("SIGSEGV" in f["reason"] for f in failed) and any("timed out" in f["reason"] for f in failed)
+        assert any("SIGSEGV" in f["reason"] for f in failed) and any(
+            "timed out" in f["reason"] for f in failed
+        )
         kept = set(ds.metadata("preset_index").tolist())
         assert not kept & {1, 2, 4}
     # the surviving presets are rendered exactly as in the run without faults
@@ -111,21 +130,44 @@ def test_crashing_and_hanging_workers_do_not_stop_the_run(tmp_path, monkeypatch,
     common = kept & set(clean["preset_index"].tolist())
     assert len(common) >= 5
     for idx in common:
-        np.testing.assert_array_equal(faulty["audio"][faulty["preset_index"] == idx], clean["audio"][clean["preset_index"] == idx])
+        np.testing.assert_array_equal(
+            faulty["audio"][faulty["preset_index"] == idx], clean["audio"][clean["preset_index"] == idx]
+        )
 
 
 def _cli(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "vitalmatch", *args], capture_output=True, text=True, env=env, timeout=300, **kw
+        [sys.executable, "-m", "vitalmatch", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        **kw,
     )
 
 
 def test_resume_after_kill_gives_the_same_dataset(tmp_path):
-    args = ["generate", "--tier", "1", "-n", "40", "--workers", "2", "--seed", "5", "--commit-every", "3", "--no-progress", *FAST_ARGS]
+    args = [
+        "generate",
+        "--tier",
+        "1",
+        "-n",
+        "40",
+        "--workers",
+        "2",
+        "--seed",
+        "5",
+        "--commit-every",
+        "3",
+        "--no-progress",
+        *FAST_ARGS,
+    ]
     ref = tmp_path / "ref.h5"
     assert _cli(*args, "-o", str(ref)).returncode == 0
     killed = tmp_path / "killed.h5"
-    proc = subprocess.Popen([sys.executable, "-m", "vitalmatch", *args, "-o", str(killed)], start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vitalmatch", *args, "-o", str(killed)], start_new_session=True
+    )
     deadline = time.time() + 120
     # wait until some presets are committed, then kill the whole process group with SIGKILL
     while time.time() < deadline:

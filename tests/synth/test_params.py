@@ -24,7 +24,9 @@ def test_counts_match_the_synth(registry):
     assert sum(s.kind == CONTINUOUS for s in controls) == 322
     assert sum(s.kind == CATEGORICAL for s in controls) == 126
     # three wavetable choices on top
-    assert [s.name for s in registry.categorical if not s.control] == [f"osc_{i}_wavetable" for i in (1, 2, 3)]
+    assert [s.name for s in registry.categorical if not s.control] == [
+        f"osc_{i}_wavetable" for i in (1, 2, 3)
+    ]
     assert not any(s.name.startswith("modulation_") for s in registry.specs)
 
 
@@ -90,7 +92,11 @@ def test_normalisation_round_trip_through_the_synth(registry):
     for spec in registry.specs:
         if not spec.control:
             continue
-        values = [0, spec.n_options - 1, rng.integers(spec.n_options)] if spec.kind == CATEGORICAL else [0.0, 1.0, rng.random()]
+        values = (
+            [0, spec.n_options - 1, rng.integers(spec.n_options)]
+            if spec.kind == CATEGORICAL
+            else [0.0, 1.0, rng.random()]
+        )
         for u in values:
             raw = spec.from_unit(u)
             assert spec.min <= raw <= spec.max

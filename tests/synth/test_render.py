@@ -127,3 +127,21 @@ def test_bad_render_config():
         RenderConfig(notes=(200,))
     with pytest.raises(ValueError, match="sample rate"):
         RenderConfig(sample_rate=100)
+
+
+def test_a_note_renders_the_same_alone_or_after_others(registry, tables, presets):
+    """The settling render makes the first note after a load like any later one."""
+    cfg = RenderConfig(sample_rate=22050, notes=(48, 60, 72), note_duration_s=0.25, render_duration_s=0.5)
+    eng = RenderEngine(registry, tables, cfg)
+    for p in presets:
+        together = eng.render(p.continuous, p.categorical)
+        alone = eng.render(p.continuous, p.categorical, notes=[72])[0]
+        np.testing.assert_array_equal(alone, together[2])
+    # without settling the first note after a load is different
+    unsettled = RenderEngine(registry, tables, RenderConfig(**{**cfg.__dict__, "settle_duration_s": 0.0}))
+    worst = 0.0
+    for p in presets:
+        together = unsettled.render(p.continuous, p.categorical)
+        alone = unsettled.render(p.continuous, p.categorical, notes=[72])[0]
+        worst = max(worst, float(np.abs(alone - together[2]).max()))
+    assert worst > 1e-3

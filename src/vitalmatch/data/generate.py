@@ -33,7 +33,7 @@ import numpy as np
 
 from vitalmatch import __version__
 from vitalmatch.data.sampling import PresetSampler, SamplerConfig, preset_hash, split_of
-from vitalmatch.data.storage import SCHEMA_VERSION, DatasetWriter, StorageConfig
+from vitalmatch.data.storage import DatasetWriter, StorageConfig
 from vitalmatch.data.validation import ValidationConfig, check_audio
 from vitalmatch.synth.params import ParamRegistry, check_tier
 from vitalmatch.synth.pool import WorkerPool
@@ -136,7 +136,9 @@ def _parse_faults(text: str) -> dict[int, str]:
     return faults
 
 
-def _init_worker(registry_json: str, tables: list[dict], render: RenderConfig, validation: ValidationConfig) -> None:
+def _init_worker(
+    registry_json: str, tables: list[dict], render: RenderConfig, validation: ValidationConfig
+) -> None:
     global _ENGINE, _VALIDATION, _FAULTS
     _ENGINE = RenderEngine(ParamRegistry.from_json(registry_json), tables, render)
     _VALIDATION = validation
@@ -154,7 +156,9 @@ def _inject_fault(index: int) -> None:
         time.sleep(3600)
 
 
-def _render_task(task: tuple[int, np.ndarray, np.ndarray]) -> tuple[int, list[np.ndarray | None], list[str | None]]:
+def _render_task(
+    task: tuple[int, np.ndarray, np.ndarray],
+) -> tuple[int, list[np.ndarray | None], list[str | None]]:
     """Render one preset at every note; return only the accepted audio and each note's verdict."""
     index, cont, cat = task
     assert _ENGINE is not None and _VALIDATION is not None
@@ -279,7 +283,9 @@ def generate(config: GenerateConfig) -> GenerateSummary:
                 else:
                     _, audio, reasons = result.value
                     rejections.update(r for r in reasons if r)
-                    good = [(note, a) for note, a in zip(config.render.notes, audio, strict=True) if a is not None]
+                    good = [
+                        (note, a) for note, a in zip(config.render.notes, audio, strict=True) if a is not None
+                    ]
                     if good:
                         h = preset_hash(
                             preset.continuous,
@@ -374,17 +380,26 @@ def _progress_bar(config: GenerateConfig, initial: int):
 
 def _check_resume(writer: DatasetWriter, config: GenerateConfig, registry: ParamRegistry, catalog) -> None:
     attrs = writer.attrs
-    stored = json.loads(attrs["settings_json"]) if isinstance(attrs.get("settings_json"), str) else attrs.get(
-        "settings"
+    stored = (
+        json.loads(attrs["settings_json"])
+        if isinstance(attrs.get("settings_json"), str)
+        else attrs.get("settings")
     )
     wanted = json.loads(json.dumps(config.content_settings()))
     if stored != wanted:
-        diff = sorted(k for k in wanted if stored.get(k) != wanted.get(k)) if isinstance(stored, dict) else ["all"]
+        diff = (
+            sorted(k for k in wanted if stored.get(k) != wanted.get(k))
+            if isinstance(stored, dict)
+            else ["all"]
+        )
         writer.close()
         raise ValueError(
             f"{config.output} was generated with other settings ({', '.join(diff)} differ); "
             "resume with the same options as the original run"
         )
-    if list(attrs["wavetable_hashes"]) != list(catalog.hashes) or attrs["registry_json"] != registry.to_json():
+    if (
+        list(attrs["wavetable_hashes"]) != list(catalog.hashes)
+        or attrs["registry_json"] != registry.to_json()
+    ):
         writer.close()
         raise ValueError(f"{config.output} was generated with another wavetable catalog or synth version")

@@ -54,7 +54,9 @@ def describe(path: Path) -> dict[str, Any]:
         report["presets"] = len(set(hashes.tolist()))
         report["splits"] = dict(Counter(ds.metadata("split").tolist()))
         report["sources"] = dict(Counter(ds.metadata("source").tolist()))
-        report["notes_count"] = {str(k): v for k, v in sorted(Counter(ds.metadata("midi_note").tolist()).items())}
+        report["notes_count"] = {
+            str(k): v for k, v in sorted(Counter(ds.metadata("midi_note").tolist()).items())
+        }
         _, first = np.unique(hashes, return_index=True)
         first = np.sort(first)
         cont = ds.continuous(slice(None))[first]

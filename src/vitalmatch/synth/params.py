@@ -297,12 +297,8 @@ class ParamRegistry:
 
     def from_raw(self, values: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
         """``{name: raw}`` -> normalised vectors; parameters missing from ``values`` take defaults."""
-        cont = np.array(
-            [s.to_unit(values.get(s.name, s.default)) for s in self.continuous], dtype=np.float32
-        )
-        cat = np.array(
-            [s.to_unit(values.get(s.name, s.default)) for s in self.categorical], dtype=np.int32
-        )
+        cont = np.array([s.to_unit(values.get(s.name, s.default)) for s in self.continuous], dtype=np.float32)
+        cat = np.array([s.to_unit(values.get(s.name, s.default)) for s in self.categorical], dtype=np.int32)
         return cont, cat
 
     def mask(self, names: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -337,8 +333,12 @@ class ParamRegistry:
             def load(items: list[dict]) -> tuple[ParamSpec, ...]:
                 return tuple(ParamSpec(**{**d, "options": tuple(d["options"])}) for d in items)
 
-            return cls(load(data["continuous"]), load(data["categorical"]), int(data["tier"]),
-                       data.get("vita_version", ""))
+            return cls(
+                load(data["continuous"]),
+                load(data["categorical"]),
+                int(data["tier"]),
+                data.get("vita_version", ""),
+            )
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"invalid parameter registry JSON: {exc}") from None
 
