@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -48,29 +49,34 @@ def bare_loop(registry, tables, render: RenderConfig, presets) -> tuple[float, l
     synth.set_sample_rate(float(render.sample_rate))
     handles = synth.get_controls()
     specs = [s for s in registry.specs if s.control]
-    payloads = []
-    for p in presets:
-        preset = engine.preset_json(p.continuous, p.categorical)
-        payloads.append((json.dumps(preset), [(handles[s.name], preset["settings"][s.name]) for s in specs]))
     out = []
     t0 = time.perf_counter()
-    for text, values in payloads:
-        synth.load_json(text)
-        for h, v in values:
-            h.set(v)
-        out.append(
-            np.stack(
-                [
-                    synth.render(n, render.velocity, render.note_duration_s, render.render_duration_s)
-                    for n in render.notes
-                ]
-            )
-        )
+    for p in presets:
+        preset = engine.preset_json(p.continuous, p.categorical)
+        synth.load_json(json.dumps(preset))
+        for s in specs:
+            handles[s.name].set(preset["settings"][s.name])
+        notes = [
+            synth.render(n, render.velocity, render.note_duration_s, render.render_duration_s)
+            for n in render.notes
+        ]
+        out.append(np.stack(notes))
     return time.perf_counter() - t0, out
+
+
+def engine_loop(registry, tables, render: RenderConfig, presets) -> float:
+    """Seconds for the same renders through ``RenderEngine`` in this process: the bare loop plus
+    the reproducibility work (fresh synth per preset, settling, flushes), without the pipeline."""
+    engine = RenderEngine(registry, tables, render)
+    t0 = time.perf_counter()
+    for p in presets:
+        engine.render(p.continuous, p.categorical)
+    return time.perf_counter() - t0
 
 
 def run_pipeline(path: Path, n: int, workers: int, tier: int, render: RenderConfig) -> dict:
     t0 = time.perf_counter()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     summary = generate(
         GenerateConfig(
             output=path,
@@ -83,11 +89,13 @@ def run_pipeline(path: Path, n: int, workers: int, tier: int, render: RenderConf
         )
     )
     total = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "seconds_total": total,
         "presets_tried": summary.next_preset,
         "kept": summary.kept_presets,
         "rows": summary.rows,
+        "main_cpu_s": (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime),
     }
 
 
@@ -179,6 +187,7 @@ def main() -> None:
         presets = [sampler.preset(i) for i in range(tried)]
         bare_s, audio = bare_loop(registry, [e.table for e in catalog], render, presets)
         bare_rate = tried / bare_s
+        engine_rate = tried / engine_loop(registry, [e.table for e in catalog], render, presets)
         with DatasetReader(tmp / "big1.h5") as ds:
             pipe_bytes = audio_bytes_per_row(tmp / "big1.h5")
             rows = len(ds)
@@ -191,6 +200,8 @@ def main() -> None:
         "presets": tried,
         "notes": list(render.notes),
         "bare_presets_per_s": bare_rate,
+        "engine_loop_presets_per_s": engine_rate,
+        "ratio_pipeline1_over_engine_loop": one["presets_per_s"] / engine_rate,
         "pipeline_1w_presets_per_s": one["presets_per_s"],
         "pipeline_2w_presets_per_s": two["presets_per_s"],
         "startup_s": {"1 worker": one["startup_s"], "2 workers": two["startup_s"]},
@@ -206,11 +217,19 @@ def main() -> None:
     )
     print(f"bare loop            {bare_rate:6.2f} presets/s")
     print(
+        f"engine loop          {engine_rate:6.2f} presets/s   (+ fresh synth, settling, flushes; in-process)"
+    )
+    print(
         f"pipeline, 1 worker   {one['presets_per_s']:6.2f} presets/s   ratio to bare  {result['ratio_pipeline1_over_bare']:.2f}  (goal >= 0.85)"
     )
     print(
         f"pipeline, 2 workers  {two['presets_per_s']:6.2f} presets/s   ratio to 1 w.  {result['ratio_2w_over_1w']:.2f}  (goal >= 1.70)"
     )
+    main_ms = 1e3 * two["big"]["main_cpu_s"] / two["big"]["presets_tried"]
+    print(
+        f"pipeline, 1 worker vs engine loop: {one['presets_per_s'] / engine_rate:.2f}  (IPC, validation, storage)"
+    )
+    print(f"main process CPU per preset (2 workers): {main_ms:.1f} ms")
     print(f"pool overhead per trivial task: {overhead:.3f} ms")
     print(f"worker start-up: {one['startup_s']:.1f} s (1 worker), {two['startup_s']:.1f} s (2 workers)")
     print("audio bytes per row:")

@@ -184,6 +184,7 @@ def spawn_writer(path: Path, *extra: str) -> subprocess.Popen:
 # crash safety
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tmp_path, reference):
     seed = int(os.environ.get("VM_CRASH_SEED", time.time_ns() % 10**6))
     rng = random.Random(seed)
@@ -195,7 +196,7 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tmp_pat
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0, 1.1 * run_s))
         proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate()
+        out, _ = proc.communicate(timeout=120)
         seen = [int(line.split()[1]) for line in out.splitlines() if line.startswith("C ")]
         if "done" not in out:
             killed_mid_run += 1
@@ -210,10 +211,12 @@ def count_writes() -> int:
         capture_output=True,
         text=True,
         check=True,
+        timeout=120,
     )
     return int(out.stdout.split()[-1])
 
 
+@pytest.mark.slow
 def test_self_kill_at_the_kth_write_including_torn_writes(tmp_path, reference):
     total = count_writes()
     assert total > 200
@@ -222,7 +225,7 @@ def test_self_kill_at_the_kth_write_including_torn_writes(tmp_path, reference):
     for k, torn in zip(ks, [False, True, False, True, True], strict=True):
         path = tmp_path / f"k{k}.h5"
         proc = spawn_writer(path, "kill-at", str(k), "torn" if torn else "whole")
-        out, _ = proc.communicate()
+        out, _ = proc.communicate(timeout=120)
         assert proc.returncode == -signal.SIGKILL, out
         if not path.exists():  # killed while creating: nothing was there to keep
             continue
@@ -233,7 +236,7 @@ def test_self_kill_at_the_kth_write_including_torn_writes(tmp_path, reference):
 def test_resume_drops_rows_after_the_last_commit(tmp_path):
     path = tmp_path / "d.h5"
     proc = spawn_writer(path, "uncommitted")
-    proc.communicate()
+    proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
     size_killed = path.stat().st_size
     with DatasetReader(path) as r:

@@ -181,6 +181,7 @@ class _JournaledFile:
     # -- the file-object protocol used by h5py ------------------------------------------------
 
     def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
+        """Move the position; ``SEEK_END`` is relative to the logical size HDF5 has set."""
         if whence == os.SEEK_SET:
             self._pos = pos
         elif whence == os.SEEK_CUR:
@@ -199,6 +200,7 @@ class _JournaledFile:
         return True
 
     def readinto(self, buf) -> int:
+        """Fill ``buf`` from the current position: overlay pages over the file, zeros past the end."""
         out = memoryview(buf).cast("B")
         self._read_at(self._pos, out)
         self._pos += len(out)
@@ -212,6 +214,7 @@ class _JournaledFile:
         return bytes(out)
 
     def write(self, data) -> int:
+        """Write at the current position: below ``base`` into the overlay, above it to the file."""
         if not self.writable:
             raise OSError("dataset opened read-only")
         mv = memoryview(data).cast("B")
@@ -227,6 +230,7 @@ class _JournaledFile:
         return n
 
     def truncate(self, size: int | None = None) -> int:
+        """Set the logical size (HDF5 calls this with its end of allocation at every flush)."""
         if not self.writable:
             raise OSError("dataset opened read-only")
         size = self._pos if size is None else size
@@ -240,6 +244,7 @@ class _JournaledFile:
     # -- overlay ------------------------------------------------------------------------------
 
     def _read_at(self, pos: int, out: memoryview) -> None:
+        """Bytes ``[pos, pos + len(out))`` as HDF5 last wrote them."""
         n = len(out)
         got = 0
         while got < n:
@@ -268,6 +273,7 @@ class _JournaledFile:
                 out[lo - pos : hi - pos] = page[lo - p * _PAGE : hi - p * _PAGE]
 
     def _write_overlay(self, pos: int, data: memoryview) -> None:
+        """Copy ``data`` into overlay pages, loading each page from the file on first touch."""
         end = pos + len(data)
         for p in range(pos // _PAGE, (end - 1) // _PAGE + 1):
             page = self.pages.get(p)
@@ -300,6 +306,7 @@ class _JournaledFile:
 
 
 def _pwrite_all(fd: int, data: memoryview | bytes, offset: int) -> None:
+    """``pwrite`` all of ``data`` at ``offset`` (a write may be short, e.g. on a signal)."""
     mv = memoryview(data).cast("B")
     while len(mv):
         k = os.pwrite(fd, mv, offset)
@@ -307,12 +314,14 @@ def _pwrite_all(fd: int, data: memoryview | bytes, offset: int) -> None:
 
 
 def _apply_pages(fd: int, pages: Mapping[int, bytes], size: int) -> None:
+    """Copy journal pages into the file and cut it to ``size``: the redo step, idempotent."""
     for p in sorted(pages):
         _pwrite_all(fd, pages[p], p * _PAGE)
     os.ftruncate(fd, size)
 
 
 def _fsync_dir(path: Path) -> None:
+    """Make a rename or unlink in ``path`` durable (needed for power loss, not for kills)."""
     with contextlib.suppress(OSError):  # some file systems cannot fsync a directory
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -322,6 +331,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _journal_path(path: Path) -> Path:
+    """``FILE.h5`` -> ``FILE.h5.journal``."""
     return path.with_name(path.name + ".journal")
 
 
@@ -373,11 +383,13 @@ def _journal_stamp(path: Path) -> tuple[int, int, int] | None:
 
 
 def _read_file_id(fd: int) -> bytes | None:
+    """The 16-byte id in a vitalmatch file's user block; None for any other file."""
     head = os.pread(fd, 32, 0)
     return head[16:32] if len(head) == 32 and head[:16] == _MAGIC else None
 
 
 def _looks_like_hdf5(fd: int) -> bool:
+    """Whether the file has an HDF5 superblock signature where HDF5 looks for one."""
     size = os.fstat(fd).st_size
     offset = 0
     while offset + 8 <= size:  # the superblock sits at 0, 512, 1024, 2048, ...
@@ -402,6 +414,10 @@ def _recover(fd: int, path: Path, file_id: bytes) -> None:
 
 
 def _lock(fd: int, path: Path) -> None:
+    """Take the exclusive writer lock (``flock``: released when the process dies).
+
+    Children started with fork inherit it; the generator's worker pool uses spawn, which does not.
+    """
     import fcntl
 
     try:
@@ -465,6 +481,7 @@ def _encode_attrs(attrs: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 def _attr_value(key: str, value: Any) -> Any:
+    """An attribute value as HDF5 stores it: scalars as they are, lists as typed 1-D arrays."""
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, np.ndarray):
@@ -495,6 +512,7 @@ def _attr_value(key: str, value: Any) -> Any:
 
 
 def _decode_attr(value: Any) -> Any:
+    """Back to Python: bytes -> str, numpy scalars -> Python scalars, arrays -> lists."""
     if isinstance(value, bytes):
         return value.decode("utf-8")
     if isinstance(value, np.ndarray):
@@ -505,6 +523,8 @@ def _decode_attr(value: Any) -> Any:
 
 
 def _read_attrs(f: h5py.File) -> dict[str, Any]:
+    """Root attributes as given at creation; keys listed in ``json_attrs`` are parsed back to
+    dicts under their name without ``_json`` (other ``*_json`` strings stay strings)."""
     json_keys = set(_decode_attr(f[BOOK].attrs.get("json_attrs", np.zeros(0)))) if BOOK in f else set()
     out: dict[str, Any] = {}
     for key, value in f.attrs.items():
@@ -517,6 +537,7 @@ def _read_attrs(f: h5py.File) -> dict[str, Any]:
 
 
 def _progress_json(progress: Any) -> str:
+    """Check a commit's progress dict and return it as (sorted-key) JSON."""
     if not isinstance(progress, Mapping):
         raise TypeError(f"progress must be a dict, got {type(progress).__name__}")
     try:
@@ -529,6 +550,7 @@ def _progress_json(progress: Any) -> str:
 
 
 def _check_schema(f: h5py.File, path: Path) -> None:
+    """``ValueError`` unless ``f`` is a vitalmatch dataset of a schema version this code reads."""
     version = f.attrs.get("schema_version")
     if version is None or BOOK not in f or AUDIO not in f:
         raise ValueError(f"{path} is an HDF5 file but not a vitalmatch dataset")
@@ -554,6 +576,8 @@ class _Column:
 def _columns(
     audio_length: int, n_continuous: int, n_categorical: int, storage: StorageConfig, mel_shape
 ) -> list[_Column]:
+    """Every dataset of the layout. Audio and log-mel chunk by ``storage.chunk_rows`` rows; the
+    small columns by up to 8192 rows (about 1 MiB), so that their chunk index stays short."""
     audio_dtype = {"pcm16": np.int16, "float16": np.float16, "float32": np.float32}[storage.audio_format]
     cols = [
         _Column(AUDIO, (CHANNELS[storage.channels], audio_length), np.dtype(audio_dtype), storage.chunk_rows)
@@ -969,6 +993,7 @@ class DatasetWriter:
                 raise
 
     def _write(self, start: int, rows: Mapping[str, np.ndarray]) -> None:
+        """Write converted rows at ``start`` into every column (growing them as needed)."""
         stop = start + len(rows[AUDIO])
         for name, ds in self._ds.items():
             if ds.shape[0] != stop:
@@ -976,6 +1001,7 @@ class DatasetWriter:
             ds[start:stop] = rows[name]
 
     def _convert(self, **cols: Any) -> dict[str, np.ndarray]:
+        """Check one :meth:`append` call's columns and convert them to the stored dtypes."""
         audio = cols["audio"]
         audio = np.asarray(audio)
         if audio.dtype.kind != "f":
@@ -1048,6 +1074,7 @@ class DatasetWriter:
 
 
 def _matrix(x: Any, name: str, b: int, width: int, kinds: str) -> np.ndarray:
+    """``x`` as a ``(b, width)`` array of a dtype kind in ``kinds``, or ``ValueError``."""
     arr = np.asarray(x)
     if arr.shape != (b, width):
         raise ValueError(f"{name} must have shape ({b}, {width}), got {arr.shape}")
@@ -1058,6 +1085,7 @@ def _matrix(x: Any, name: str, b: int, width: int, kinds: str) -> np.ndarray:
 
 
 def _ints(x: Any, name: str, b: int, low: int, high: int, dtype) -> np.ndarray:
+    """``b`` integers in ``low..high`` as ``dtype``, or ``ValueError`` naming the column."""
     if isinstance(x, str | bytes) or np.ndim(x) != 1:
         raise ValueError(f"{name} must be a list or 1-D array of {b} integers")
     arr = np.asarray(x)
@@ -1071,6 +1099,8 @@ def _ints(x: Any, name: str, b: int, low: int, high: int, dtype) -> np.ndarray:
 
 
 def _strings(x: Any, name: str, b: int, nbytes: int, *, truncate: bool = False) -> np.ndarray:
+    """``b`` strings as utf-8 ``S{nbytes}``; too long: ``ValueError``, or with ``truncate``,
+    cut to ``nbytes`` bytes without splitting a character."""
     if isinstance(x, str | bytes) or np.ndim(x) != 1:
         raise ValueError(f"{name} must be a list of {b} strings")
     items = list(x)
@@ -1099,6 +1129,7 @@ def _strings(x: Any, name: str, b: int, nbytes: int, *, truncate: bool = False) 
 def _build(
     f: h5py.File, columns, storage: StorageConfig, sample_rate: int, attrs: dict, json_keys: list
 ) -> None:
+    """Create the empty layout of the module docstring in a new file (0 rows, progress ``{}``)."""
     for col in columns:
         kw: dict[str, Any] = {}
         if all(col.tail):
@@ -1126,6 +1157,7 @@ def _build(
 
 
 def _write_progress(book: h5py.Group, text: str) -> None:
+    """Store the commit's progress JSON as utf-8 bytes in ``vitalmatch/progress_json``."""
     data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     ds = book["progress_json"]
     ds.resize(len(data), axis=0)
@@ -1137,6 +1169,7 @@ def _read_progress(book: h5py.Group) -> dict:
 
 
 def _refuse_if_being_written(path: Path) -> None:
+    """``BlockingIOError`` if a writer (this or another process) holds ``path``'s lock."""
     import fcntl
 
     try:
@@ -1154,6 +1187,7 @@ def _refuse_if_being_written(path: Path) -> None:
 
 
 def _one_line(e: OSError, message: str) -> OSError:
+    """The same kind of ``OSError`` with our one-line message (and the errno kept)."""
     new = type(e)(message)
     new.errno = e.errno
     return new
@@ -1301,7 +1335,8 @@ class DatasetReader:
         """Sorted int64 row numbers of one split ("train", "val" or "test")."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-        return np.flatnonzero(self._h5["metadata/split"][: self._n] == split.encode()).astype(np.int64)
+        column = self._read(self._h5["metadata/split"], slice(None))
+        return np.flatnonzero(column == split.encode()).astype(np.int64)
 
     def progress(self) -> dict:
         """The progress dict of the last commit (``{}`` right after creation)."""
@@ -1312,11 +1347,10 @@ class DatasetReader:
         key = f"{BLOBS}/{name}"
         if key not in self._h5:
             raise KeyError(f"{self.path} has no blob {name!r}")
-        data = self._h5[key][()].tobytes()
-        self._check_fresh()
-        return data
+        return self._guarded(lambda: self._h5[key][()]).tobytes()
 
     def close(self) -> None:
+        """Close the file (idempotent)."""
         self._close_handles()
 
     def __enter__(self) -> DatasetReader:
@@ -1339,13 +1373,36 @@ class DatasetReader:
             os.close(self._fd)
             self._fd = None
 
-    def _check_fresh(self) -> None:
-        if self._stamp is not None and _journal_stamp(self.path) != self._stamp:
-            raise ValueError(
-                f"{self.path} was committed to by its writer while open; reopen it to read the new state"
-            )
+    def _stale(self) -> bool:
+        """True when a writer has committed since this reader opened (see the class docstring)."""
+        return self._stamp is not None and _journal_stamp(self.path) != self._stamp
+
+    def _guarded(self, read):
+        """Run ``read()``; its result counts only if no commit happened meanwhile (a seqlock).
+
+        A commit landing during the read may make HDF5 fail (a torn chunk) or return wrong
+        bytes; both are turned into the same ``ValueError`` asking to reopen.
+        """
+        try:
+            out = read()
+        except Exception:
+            if self._stale():
+                raise self._stale_error() from None
+            raise
+        if self._stale():
+            raise self._stale_error()
+        return out
+
+    def _stale_error(self) -> ValueError:
+        return ValueError(
+            f"{self.path} was committed to by its writer while open; reopen it to read the new state"
+        )
 
     def _read(self, ds: h5py.Dataset, idx) -> np.ndarray:
+        """Rows ``idx`` of ``ds`` (first axis), limited to the committed rows."""
+        return self._guarded(lambda: self._select(ds, idx))
+
+    def _select(self, ds: h5py.Dataset, idx) -> np.ndarray:
         if self._h5 is None:
             raise ValueError(f"{self.path}: the reader is closed")
         n = self._n
@@ -1369,11 +1426,11 @@ class DatasetReader:
             if rows.size and (rows.min() < -n or rows.max() >= n):
                 raise IndexError(f"row index out of range for {n} rows")
             out = self._take(ds, rows % n if n else rows)
-        self._check_fresh()
         return out
 
     @staticmethod
     def _take(ds: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
+        """Rows in any order, with repeats; h5py wants increasing unique indices."""
         if rows.size == 0:
             return np.zeros((0, *ds.shape[1:]), dtype=ds.dtype)
         uniq, inverse = np.unique(rows, return_inverse=True)
