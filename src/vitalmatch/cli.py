@@ -140,6 +140,13 @@ def discover_wt_cmd(
 @click.option(
     "--commit-every", type=int, default=32, show_default=True, help="Presets between durable commits."
 )
+@click.option(
+    "--reuse-synth",
+    is_flag=True,
+    help="Keep one synth per worker instead of a fresh one per preset: ~15-20% faster, but the first "
+    "50 ms of a render then depend on what the worker rendered before, so the file is not "
+    "bit-reproducible (re-renders, --resume and worker counts give slightly different audio).",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def generate_cmd(**kw) -> None:
     """Render random presets of a tier into an HDF5 dataset (crash-proof, resumable)."""
@@ -163,6 +170,7 @@ def generate_cmd(**kw) -> None:
             notes=notes,
             note_duration_s=kw["note_duration"],
             render_duration_s=kw["render_duration"],
+            reproducible=not kw["reuse_synth"],
         ),
         validation=ValidationConfig(silence_peak_db=kw["silence_db"], clip_peak=kw["clip_peak"]),
         storage=StorageConfig(

@@ -168,18 +168,7 @@ def test_resume_after_kill_gives_the_same_dataset(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "vitalmatch", *args, "-o", str(killed)], start_new_session=True
     )
-    deadline = time.time() + 120
-    # wait until some presets are committed, then kill the whole process group with SIGKILL
-    while time.time() < deadline:
-        time.sleep(0.2)
-        try:
-            with DatasetReader(killed) as ds:
-                if ds.progress().get("kept_presets", 0) >= 9:
-                    break
-        except (ValueError, OSError):
-            pass
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    _stop_when_committed(killed, proc, signal.SIGKILL)
     with DatasetReader(killed) as ds:
         done = ds.progress()["kept_presets"]
     assert 0 < done < 40, "kill came too late to test resume"
@@ -192,6 +181,41 @@ def test_resume_after_kill_gives_the_same_dataset(tmp_path):
     resumed = _cli(*args, "-o", str(killed), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     _assert_same(_arrays(killed), _arrays(ref))
+
+    # Ctrl-C (SIGINT to the whole process group, as a terminal sends it): exit 130 with a one-line
+    # message, everything handled so far saved; resuming gives the same dataset again
+    interrupted = tmp_path / "interrupted.h5"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vitalmatch", *args, "-o", str(interrupted)],
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _stop_when_committed(interrupted, proc, signal.SIGINT)
+    stderr = proc.stderr.read()
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    with DatasetReader(interrupted) as ds:
+        progress = ds.progress()
+        assert 0 < progress["kept_presets"] < 40
+        assert len(ds) == progress["rows"]
+    assert _cli(*args, "-o", str(interrupted), "--resume").returncode == 0
+    _assert_same(_arrays(interrupted), _arrays(ref))
+
+
+def _stop_when_committed(path: Path, proc: subprocess.Popen, sig: int, presets: int = 9) -> None:
+    """Wait until ``presets`` presets are committed in ``path``, then send ``sig`` to the group."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            with DatasetReader(path) as ds:
+                if ds.progress().get("kept_presets", 0) >= presets:
+                    break
+        except (ValueError, OSError):
+            pass
+    os.killpg(proc.pid, sig)
+    proc.wait(timeout=60)
 
 
 @pytest.mark.parametrize(
@@ -227,3 +251,19 @@ def test_existing_file_is_not_touched(tmp_path):
     r = _cli("generate", "-n", "2", "-o", str(target), *FAST_ARGS)
     assert r.returncode == 1 and "--overwrite" in r.stderr
     assert target.read_bytes() == b"precious data"
+
+
+def test_reuse_synth_is_recorded_and_resume_must_match(tmp_path):
+    """``--reuse-synth`` gives the same presets (parameters) with slightly different audio; the
+    choice is stored, and resuming with the other choice is refused."""
+    args = ["generate", "-n", "4", "--workers", "1", "--no-progress", *FAST_ARGS]
+    reused, fresh = tmp_path / "reused.h5", tmp_path / "fresh.h5"
+    assert _cli(*args, "--reuse-synth", "-o", str(reused)).returncode == 0
+    assert _cli(*args, "-o", str(fresh)).returncode == 0
+    with DatasetReader(reused) as ds:
+        assert json.loads(ds.attrs["settings_json"])["render"]["reproducible"] is False
+    a, b = _arrays(reused), _arrays(fresh)
+    np.testing.assert_array_equal(a["continuous"], b["continuous"])
+    assert np.abs(a["audio"] - b["audio"]).max() < 0.7  # same sounds; only the onsets may differ
+    refused = _cli(*args, "-o", str(reused), "--resume")
+    assert refused.returncode == 1 and "render" in refused.stderr

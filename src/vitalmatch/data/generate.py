@@ -20,9 +20,12 @@ many are kept.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -263,6 +266,7 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     bar = _progress_bar(config, kept)
     interrupted = False
     since_commit = 0
+    sigint = _DeferredInterrupt().install()
     try:
         with WorkerPool(
             config.workers,
@@ -274,62 +278,67 @@ def generate(config: GenerateConfig) -> GenerateSummary:
             for result in pool.map(_render_task, tasks()):
                 if kept >= config.n_presets:
                     break
-                preset = pending.pop(start + result.index)
-                if result.status != "ok":
-                    n_failed += 1
-                    if len(failed) < MAX_FAILED_LISTED:
-                        failed.append({"preset": preset.index, "reason": result.error})
-                    log.warning("preset %d failed: %s", preset.index, result.error)
-                else:
-                    _, audio, reasons = result.value
-                    rejections.update(r for r in reasons if r)
-                    good = [
-                        (note, a) for note, a in zip(config.render.notes, audio, strict=True) if a is not None
-                    ]
-                    if good:
-                        h = preset_hash(
-                            preset.continuous,
-                            preset.categorical,
-                            [catalog.hashes[preset.categorical[c]] for c in wt_cols],
-                        )
-                        batch = np.stack([a for _, a in good])
-                        writer.append(
-                            audio=batch,
-                            continuous=np.tile(preset.continuous, (len(good), 1)),
-                            categorical=np.tile(preset.categorical, (len(good), 1)),
-                            midi_note=[n for n, _ in good],
-                            source=["synthetic"] * len(good),
-                            tier=[config.tier] * len(good),
-                            preset_hash=[h] * len(good),
-                            preset_name=[preset.name] * len(good),
-                            split=[split_of(h, config.split)] * len(good),
-                            preset_index=[preset.index] * len(good),
-                            log_mel=_mels(batch, features),
-                        )
-                        kept += 1
-                        rows += len(good)
-                        if bar is not None:
-                            bar.update(1)
+                with sigint.critical():  # rows, counters and the commit change together
+                    preset = pending.pop(start + result.index)
+                    if result.status != "ok":
+                        n_failed += 1
+                        if len(failed) < MAX_FAILED_LISTED:
+                            failed.append({"preset": preset.index, "reason": result.error})
+                        log.warning("preset %d failed: %s", preset.index, result.error)
                     else:
-                        rejections["preset_no_valid_note"] += 1
-                next_preset = preset.index + 1
-                since_commit += 1
-                if since_commit >= config.commit_every or kept >= config.n_presets:
-                    writer.commit(_progress(kept, next_preset, rows, rejections, failed, n_failed))
-                    since_commit = 0
-                if bar is not None:
-                    tried = next_preset
-                    bar.set_postfix(
-                        renders_s=f"{rows / max(time.perf_counter() - t0, 1e-9):.1f}",
-                        rejected=f"{(tried - kept) / max(tried, 1):.0%}",
-                        failed=n_failed,
-                        refresh=False,
-                    )
+                        _, audio, reasons = result.value
+                        rejections.update(r for r in reasons if r)
+                        good = [
+                            (note, a)
+                            for note, a in zip(config.render.notes, audio, strict=True)
+                            if a is not None
+                        ]
+                        if good:
+                            h = preset_hash(
+                                preset.continuous,
+                                preset.categorical,
+                                [catalog.hashes[preset.categorical[c]] for c in wt_cols],
+                            )
+                            batch = np.stack([a for _, a in good])
+                            writer.append(
+                                audio=batch,
+                                continuous=np.tile(preset.continuous, (len(good), 1)),
+                                categorical=np.tile(preset.categorical, (len(good), 1)),
+                                midi_note=[n for n, _ in good],
+                                source=["synthetic"] * len(good),
+                                tier=[config.tier] * len(good),
+                                preset_hash=[h] * len(good),
+                                preset_name=[preset.name] * len(good),
+                                split=[split_of(h, config.split)] * len(good),
+                                preset_index=[preset.index] * len(good),
+                                log_mel=_mels(batch, features),
+                            )
+                            kept += 1
+                            rows += len(good)
+                            if bar is not None:
+                                bar.update(1)
+                        else:
+                            rejections["preset_no_valid_note"] += 1
+                    next_preset = preset.index + 1
+                    since_commit += 1
+                    if since_commit >= config.commit_every or kept >= config.n_presets:
+                        writer.commit(_progress(kept, next_preset, rows, rejections, failed, n_failed))
+                        since_commit = 0
+                    if bar is not None:
+                        tried = next_preset
+                        bar.set_postfix(
+                            renders_s=f"{rows / max(time.perf_counter() - t0, 1e-9):.1f}",
+                            rejected=f"{(tried - kept) / max(tried, 1):.0%}",
+                            failed=n_failed,
+                            refresh=False,
+                        )
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        writer.commit(_progress(kept, next_preset, rows, rejections, failed, n_failed))
-        writer.close()
+        with sigint.critical(reraise=False):
+            writer.commit(_progress(kept, next_preset, rows, rejections, failed, n_failed))
+            writer.close()
+        sigint.uninstall()
         if bar is not None:
             bar.close()
     summary = GenerateSummary(
@@ -338,6 +347,48 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     if interrupted:
         raise GenerationInterrupted(summary)
     return summary
+
+
+class _DeferredInterrupt:
+    """SIGINT for the main loop: raised at once while waiting for renders, but deferred to the end
+    of a :meth:`critical` section, so that appended rows, the counters and the committed stream
+    position always change together (a Ctrl-C can never make ``--resume`` store a preset twice).
+    Installed only in the main thread and only where SIGINT has Python's default handler."""
+
+    def __init__(self) -> None:
+        self._in_critical = False
+        self._pending = False
+        self._old: Any = None
+
+    def install(self) -> _DeferredInterrupt:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def uninstall(self) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+    def _handler(self, signum, frame) -> None:
+        if self._in_critical:
+            self._pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def critical(self, reraise: bool = True):
+        self._in_critical = True
+        try:
+            yield
+        finally:
+            self._in_critical = False
+            if self._pending and reraise:
+                self._pending = False
+                raise KeyboardInterrupt
 
 
 class GenerationInterrupted(Exception):
