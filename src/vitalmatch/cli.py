@@ -8,6 +8,7 @@ done.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 def cli() -> None:
     """vitalmatch: turn a sound into a preset for the Vital synthesizer.
 
-    Stages: params -> discover-wt -> generate -> inspect.
+    Stages: params -> discover-wt -> generate -> inspect -> train.
     """
 
 
@@ -121,6 +122,12 @@ def discover_wt_cmd(
 @click.option("--channels", type=click.Choice(["mono", "stereo"]), default="mono", show_default=True)
 @click.option("--store-mels", is_flag=True, help="Also store float16 log-mels.")
 @click.option(
+    "--notes-per-preset",
+    type=int,
+    default=None,
+    help="Render a random subset of this many --notes per preset (default: all).",
+)
+@click.option(
     "--wavetables", type=click.Path(path_type=Path), default=None, help="Catalog JSON (default: built-in)."
 )
 @click.option("--split", default="0.8,0.1,0.1", show_default=True, help="train,val,test fractions.")
@@ -179,6 +186,7 @@ def generate_cmd(**kw) -> None:
         split=split,  # type: ignore[arg-type]
         wavetables=kw["wavetables"],
         store_mels=kw["store_mels"],
+        notes_per_preset=kw["notes_per_preset"],
         commit_every=kw["commit_every"],
         task_timeout_s=kw["timeout"],
         resume=kw["resume"],
@@ -209,9 +217,79 @@ def inspect_cmd(path: Path, export_wav: Path | None, k: int, as_json: bool) -> N
             click.echo(f"wrote {f}")
 
 
+# ---------------------------------------------------------------------------------------- train
+def _dataclass_options(cls, skip: tuple[str, ...] = ()):
+    """Click options generated from a config dataclass's fields (``--flag/--no-flag`` for bools).
+
+    Every option defaults to None, so that only flags given on the command line override the
+    ``--config`` file and the dataclass defaults.
+    """
+    import dataclasses
+
+    def decorate(f):
+        defaults = cls()
+        for fld in reversed(dataclasses.fields(cls)):
+            if fld.name in skip:
+                continue
+            flag = fld.name.replace("_", "-")
+            default = getattr(defaults, fld.name)
+            if isinstance(default, bool):
+                f = click.option(f"--{flag}/--no-{flag}", fld.name, default=None, help=f"[default: {default}]")(f)
+            else:
+                f = click.option(
+                    f"--{flag}", fld.name, type=type(default), default=None, help=f"[default: {default!r}]"
+                )(f)
+        return f
+
+    return decorate
+
+
+def _train_config(train_config_cls, data, out, config_file, flags):
+    values = {}
+    if config_file is not None:
+        from vitalmatch.learn.train import load_config_file
+
+        values.update(load_config_file(config_file))
+    values.update({k: v for k, v in flags.items() if v is not None})
+    values.update({"data": str(data), "out": str(out)})
+    return train_config_cls.from_dict(values, source="options")
+
+
+def _train_command():
+    from vitalmatch.learn.train import TrainConfig
+
+    @cli.command("train")
+    @click.option("--data", type=click.Path(path_type=Path), required=True, help="Dataset file (.h5).")
+    @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder.")
+    @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="Flat TOML file.")
+    @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
+    @click.option("--overwrite", is_flag=True, help="Start a new run even if --out holds one.")
+    @_dataclass_options(TrainConfig, skip=("data", "out"))
+    def train_cmd(data, out, config_file, resume, overwrite, **flags) -> None:
+        """Train a parameter-prediction network on a dataset (CPU or GPU; torchrun for several GPUs).
+
+        Options override the --config file, which overrides the defaults.
+        """
+        from vitalmatch.learn.train import fit
+
+        config = _train_config(TrainConfig, data, out, config_file, flags)
+        if resume and overwrite:
+            raise click.UsageError("--resume and --overwrite exclude each other")
+        state = fit(config, resume=resume, overwrite=overwrite)
+        if int(os.environ.get("RANK", "0")) == 0:
+            click.echo(
+                f"{state.stop_reason} at step {state.step}, epoch {state.epoch}; best val loss "
+                f"{state.best_val:.4f} at step {state.best_step}; checkpoints in {out}"
+            )
+
+
+_train_command()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn user errors into one line and exit status 1."""
     from vitalmatch.data.generate import GenerationInterrupted
+    from vitalmatch.learn.train import TrainingInterrupted
 
     try:
         cli.main(args=argv, prog_name="vitalmatch", standalone_mode=False)
@@ -221,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except GenerationInterrupted as exc:
+    except (GenerationInterrupted, TrainingInterrupted) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(130)
     except (ValueError, OSError, KeyError, RuntimeError) as exc:

@@ -267,3 +267,26 @@ def test_reuse_synth_is_recorded_and_resume_must_match(tmp_path):
     assert np.abs(a["audio"] - b["audio"]).max() < 0.7  # same sounds; only the onsets may differ
     refused = _cli(*args, "-o", str(reused), "--resume")
     assert refused.returncode == 1 and "render" in refused.stderr
+
+
+def test_notes_per_preset_picks_a_seeded_subset(tmp_path):
+    path = tmp_path / "one_note.h5"
+    three = RenderConfig(sample_rate=22050, notes=(48, 60, 72), note_duration_s=0.25, render_duration_s=0.5)
+    config = GenerateConfig(
+        output=path, n_presets=8, render=three, progress=False, workers=1, notes_per_preset=1
+    )
+    summary = generate(config)
+    with DatasetReader(path) as ds:
+        notes = ds.metadata("midi_note")
+        index = ds.metadata("preset_index")
+        assert summary.rows == len(ds) == 8  # one render per kept preset
+        for i, n in zip(index, notes, strict=True):
+            assert (int(n),) == config.notes_for(int(i))
+        assert json.loads(ds.attrs["settings_json"])["notes_per_preset"] == 1
+    # The subset depends on the seed and the preset index only, and it varies between presets.
+    assert len({config.notes_for(i) for i in range(30)}) == 3
+    with pytest.raises(ValueError, match="notes-per-preset must be 1..3"):
+        GenerateConfig(output=path, n_presets=1, render=three, notes_per_preset=4).check()
+    # Resuming with another subset size is refused.
+    with pytest.raises(ValueError, match="notes_per_preset"):
+        generate(GenerateConfig(output=path, n_presets=9, render=three, progress=False, workers=1, resume=True))

@@ -62,6 +62,9 @@ class GenerateConfig:
         render, validation, storage: per-stage settings.
         split: train/val/test fractions, assigned by preset hash.
         wavetables: catalog JSON (``vitalmatch discover-wt``); None = the built-in catalog.
+        notes_per_preset: render only this many of ``render.notes`` per preset, chosen at random
+            (seeded by ``seed`` and the preset index, so resume and re-runs agree); None = all.
+            More presets for the same rendering time, at fewer pitches each.
         store_mels: also store float16 log-mels (``features/log_mel``) computed with the defaults of
             :class:`vitalmatch.features.FeatureConfig` at the render sample rate.
         commit_every: presets between durable commits.
@@ -82,6 +85,7 @@ class GenerateConfig:
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     wavetables: Path | None = None
     store_mels: bool = False
+    notes_per_preset: int | None = None
     commit_every: int = 32
     task_timeout_s: float = 60.0
     max_tasks_per_worker: int = 500
@@ -96,6 +100,11 @@ class GenerateConfig:
             raise ValueError(f"-n must be a positive number of presets, got {self.n_presets}")
         if self.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
+        if self.notes_per_preset is not None and not 1 <= self.notes_per_preset <= len(self.render.notes):
+            raise ValueError(
+                f"--notes-per-preset must be 1..{len(self.render.notes)} (the number of --notes), "
+                f"got {self.notes_per_preset}"
+            )
         if self.commit_every < 1:
             raise ValueError("commit_every must be >= 1")
         if self.resume and self.overwrite:
@@ -104,7 +113,7 @@ class GenerateConfig:
 
     def content_settings(self) -> dict[str, Any]:
         """The settings that determine the file's contents (must match on resume)."""
-        return {
+        settings = {
             "tier": self.tier,
             "seed": self.seed,
             "render": asdict(self.render),
@@ -113,6 +122,19 @@ class GenerateConfig:
             "split": list(self.split),
             "store_mels": self.store_mels,
         }
+        if self.notes_per_preset is not None:  # absent from older files' settings
+            settings["notes_per_preset"] = self.notes_per_preset
+        return settings
+
+    def notes_for(self, index: int) -> tuple[int, ...]:
+        """The MIDI notes rendered for preset ``index`` (in ``render.notes`` order)."""
+        notes = self.render.notes
+        k = self.notes_per_preset
+        if k is None or k >= len(notes):
+            return notes
+        rng = np.random.default_rng([self.seed, index, 0x6E6F7465])  # "note"
+        chosen = set(rng.choice(len(notes), size=k, replace=False).tolist())
+        return tuple(n for i, n in enumerate(notes) if i in chosen)
 
 
 def load_catalog(path: Path | None) -> WavetableCatalog:
@@ -160,14 +182,14 @@ def _inject_fault(index: int) -> None:
 
 
 def _render_task(
-    task: tuple[int, np.ndarray, np.ndarray],
+    task: tuple[int, np.ndarray, np.ndarray, tuple[int, ...]],
 ) -> tuple[int, list[np.ndarray | None], list[str | None]]:
-    """Render one preset at every note; return only the accepted audio and each note's verdict."""
-    index, cont, cat = task
+    """Render one preset at its notes; return only the accepted audio and each note's verdict."""
+    index, cont, cat, notes = task
     assert _ENGINE is not None and _VALIDATION is not None
     if _FAULTS:
         _inject_fault(index)
-    audio = _ENGINE.render(cont, cat)
+    audio = _ENGINE.render(cont, cat, notes)
     reasons = [check_audio(a, _VALIDATION) for a in audio]
     kept = [a if r is None else None for a, r in zip(audio, reasons, strict=True)]
     return index, kept, reasons
@@ -261,7 +283,7 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     def tasks():
         for preset in sampler.stream(start):
             pending[preset.index] = preset
-            yield preset.index, preset.continuous, preset.categorical
+            yield preset.index, preset.continuous, preset.categorical, config.notes_for(preset.index)
 
     bar = _progress_bar(config, kept)
     interrupted = False
@@ -290,7 +312,7 @@ def generate(config: GenerateConfig) -> GenerateSummary:
                         rejections.update(r for r in reasons if r)
                         good = [
                             (note, a)
-                            for note, a in zip(config.render.notes, audio, strict=True)
+                            for note, a in zip(config.notes_for(preset.index), audio, strict=True)
                             if a is not None
                         ]
                         if good:
@@ -439,7 +461,7 @@ def _check_resume(writer: DatasetWriter, config: GenerateConfig, registry: Param
     wanted = json.loads(json.dumps(config.content_settings()))
     if stored != wanted:
         diff = (
-            sorted(k for k in wanted if stored.get(k) != wanted.get(k))
+            sorted(k for k in set(wanted) | set(stored) if stored.get(k) != wanted.get(k))
             if isinstance(stored, dict)
             else ["all"]
         )

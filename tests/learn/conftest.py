@@ -1,0 +1,41 @@
+"""Tiny real datasets (real synth, real HDF5) shared by the training tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from vitalmatch.data.generate import GenerateConfig, generate
+from vitalmatch.synth.render import RenderConfig
+
+#: Short renders at a low rate keep the fixtures quick: 0.5 s at 22.05 kHz -> 44 log-mel frames.
+TINY = RenderConfig(sample_rate=22050, notes=(48, 72), note_duration_s=0.3, render_duration_s=0.5)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """20 Tier-1 presets x 2 notes with stored log-mels; train/val split 50/50."""
+    path = tmp_path_factory.mktemp("learn") / "tiny.h5"
+    generate(
+        GenerateConfig(
+            output=path,
+            n_presets=20,
+            render=TINY,
+            workers=2,
+            progress=False,
+            store_mels=True,
+            split=(0.5, 0.5, 0.0),
+        )
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_audio_only(tmp_path_factory):
+    """The same presets without stored log-mels (features computed from the audio)."""
+    path = tmp_path_factory.mktemp("learn") / "tiny_audio.h5"
+    generate(
+        GenerateConfig(
+            output=path, n_presets=20, render=TINY, workers=2, progress=False, split=(0.5, 0.5, 0.0)
+        )
+    )
+    return path

@@ -1,0 +1,213 @@
+"""The training loop on real tiny datasets: learning, exact resume, DDP, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from vitalmatch.learn import checkpoint
+from vitalmatch.learn.train import TrainConfig, TrainingInterrupted, fit, load_config_file
+
+
+def _config(data: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(
+        data=str(data),
+        out=str(out),
+        epochs=2,
+        batch_size=4,
+        warmup_steps=2,
+        n_mels=64,
+        n_fft=1024,
+        hop_length=256,
+        progress=False,
+        logger="none",
+        checkpoint_every=1000,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _records(out: Path, kind: str) -> list[dict]:
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def test_loss_falls_when_overfitting_16_examples(tiny_dataset, tmp_path):
+    cfg = _config(
+        tiny_dataset,
+        tmp_path / "overfit",
+        epochs=40,
+        max_train_rows=16,
+        max_val_rows=8,
+        lr=3e-3,
+        dropout=0.0,
+        spec_augment=False,
+        gain_db=0.0,
+        noise_prob=0.0,
+        weight_decay=0.0,
+        patience=0,
+    )
+    state = fit(cfg)
+    train = _records(tmp_path / "overfit", "train")
+    first, last = train[0]["loss"], train[-1]["loss"]
+    assert state.step == 40 * 4 and last < 0.35 * first, (first, last)
+    start = _records(tmp_path / "overfit", "start")[0]
+    assert start["train_examples"] == 16 and start["baseline"]["mae"] > 0
+
+
+def _state(path: Path) -> dict:
+    ck = checkpoint.load(path)
+    return {
+        "model": ck["model"],
+        "opt": ck["train"]["optimizer"]["state"],
+        "step": ck["train"]["state"]["step"],
+    }
+
+
+def test_resume_continues_exactly(tiny_dataset, tmp_path):
+    full = _config(tiny_dataset, tmp_path / "full", epochs=3, max_train_rows=16)
+    fit(full)
+    parts = replace(full, out=str(tmp_path / "parts"), stop_after=5)
+    with pytest.raises(TrainingInterrupted, match="--stop-after 5"):
+        fit(parts)  # stops mid-epoch 2 (4 steps per epoch)
+    assert checkpoint.load(tmp_path / "parts" / "last.pt")["train"]["state"]["step"] == 5
+    fit(replace(parts, stop_after=0), resume=True)
+    a, b = _state(tmp_path / "full" / "last.pt"), _state(tmp_path / "parts" / "last.pt")
+    assert a["step"] == b["step"] == 12
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k in a["opt"]:
+        assert torch.equal(a["opt"][k]["exp_avg"], b["opt"][k]["exp_avg"])
+    vals_a = [r["loss"] for r in _records(tmp_path / "full", "val")]
+    vals_b = [r["loss"] for r in _records(tmp_path / "parts", "val")]
+    assert vals_a == vals_b and len(vals_a) == 3
+
+
+def test_checkpoint_predicts_and_holds_the_bundle(tiny_dataset, tmp_path):
+    fit(_config(tiny_dataset, tmp_path / "r", epochs=1))
+    ck = checkpoint.load(tmp_path / "r" / "best.pt")
+    model = checkpoint.build_model(ck).eval()
+    reg = checkpoint.registry(ck)
+    x = torch.zeros(1, 1, 64, int(ck["input_frames"]))
+    out = model(x)
+    assert out["continuous"].shape == (1, len(reg.continuous))
+    assert len(out["categorical"]) == len(reg.categorical)
+    assert ck["norm_mean"].shape == (64,) and ck["features"]["n_mels"] == 64
+    assert ck["fill_continuous"].shape == (322,)
+
+
+def test_bad_input_gives_clear_errors(tiny_dataset, tiny_audio_only, tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        fit(_config(tmp_path / "missing.h5", tmp_path / "x"))
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        fit(_config(tiny_dataset, tmp_path / "x", batch_size=0))
+    fit(_config(tiny_dataset, tmp_path / "run", epochs=1))
+    with pytest.raises(ValueError, match="already holds a training run"):
+        fit(_config(tiny_dataset, tmp_path / "run", epochs=1))
+    with pytest.raises(ValueError, match=r"other settings .*lr differ"):
+        fit(_config(tiny_dataset, tmp_path / "run", epochs=1, lr=0.5), resume=True)
+    # A corrupt checkpoint.
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "last.pt").write_bytes(os.urandom(2000))
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        fit(_config(tiny_dataset, tmp_path / "bad"), resume=True)
+    # A checkpoint of something else.
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "bad" / "last.pt")
+    with pytest.raises(ValueError, match="not a vitalmatch checkpoint"):
+        fit(_config(tiny_dataset, tmp_path / "bad"), resume=True)
+    # Weights that do not fit the model configuration.
+    ck = checkpoint.load(tmp_path / "run" / "last.pt")
+    ck["model_config"]["arch"] = "resnet18"
+    with pytest.raises(ValueError, match="do not fit"):
+        checkpoint.build_model(ck)
+    # A dataset file that is not HDF5.
+    junk = tmp_path / "junk.h5"
+    junk.write_text("not a dataset")
+    with pytest.raises(ValueError, match="not an HDF5 file"):
+        fit(_config(junk, tmp_path / "y"))
+    # Config files: unknown keys and wrong types.
+    (tmp_path / "c.toml").write_text("lr = 'fast'\n")
+    with pytest.raises(ValueError, match="lr must be float"):
+        load_config_file(tmp_path / "c.toml")
+    (tmp_path / "d.toml").write_text("learning_rate = 0.1\n")
+    with pytest.raises(ValueError, match="unknown setting"):
+        load_config_file(tmp_path / "d.toml")
+
+
+def _cli(*args, env=None, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "vitalmatch", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+SMALL = ["--epochs", "1", "--batch-size", "4", "--n-mels", "64", "--n-fft", "1024", "--hop-length", "256"]
+
+
+def test_cli_train_with_config_file_and_tensorboard(tiny_dataset, tmp_path):
+    (tmp_path / "cfg.toml").write_text("epochs = 2\nlr = 0.002\nwarmup_steps = 1\n")
+    out = tmp_path / "cli"
+    r = _cli(
+        "train",
+        "--data",
+        str(tiny_dataset),
+        "--out",
+        str(out),
+        "--config",
+        str(tmp_path / "cfg.toml"),
+        *SMALL[2:],
+        "--no-progress",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "finished at step" in r.stdout and "importance weights" in r.stdout
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["epochs"] == 2 and saved["lr"] == 0.002  # from the file
+    assert list((out / "tensorboard").iterdir())
+    assert len(_records(out, "val")) == 2
+    # Errors: one line, exit status 1.
+    r = _cli("train", "--data", str(tiny_dataset), "--out", str(out), *SMALL)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "already holds a training run" in r.stderr
+    r = _cli("train", "--data", str(tmp_path / "nope.h5"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 1 and r.stderr.strip() == f"error: dataset {tmp_path / 'nope.h5'} does not exist"
+
+
+def test_ddp_two_processes_gloo(tiny_dataset, tmp_path):
+    """torchrun with 2 CPU processes: one run, averaged gradients, identical replicas."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "vitalmatch",
+        "train",
+        "--data",
+        str(tiny_dataset),
+        "--out",
+        str(out),
+        *SMALL,
+        "--batch-size",
+        "2",
+        "--no-progress",
+        "--logger",
+        "none",
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    start = _records(out, "start")[0]
+    end = _records(out, "end")[0]
+    assert start["world_size"] == 2 and end["reason"] == "finished"
+    # 2 processes x batch 2 = 4 examples per step: the same step count as one process with batch 4.
+    n_train = start["train_examples"]
+    assert end["step"] == n_train // 4
+    assert r.stdout.count("finished at step") == 1  # only rank 0 reports
