@@ -226,6 +226,8 @@ def _dataclass_options(cls, skip: tuple[str, ...] = ()):
     """
     import dataclasses
 
+    helps = _field_help(cls)
+
     def decorate(f):
         defaults = cls()
         for fld in reversed(dataclasses.fields(cls)):
@@ -234,14 +236,40 @@ def _dataclass_options(cls, skip: tuple[str, ...] = ()):
             flag = fld.name.replace("_", "-")
             default = getattr(defaults, fld.name)
             if isinstance(default, bool):
-                f = click.option(f"--{flag}/--no-{flag}", fld.name, default=None, help=f"[default: {default}]")(f)
+                f = click.option(
+                    f"--{flag}/--no-{flag}", fld.name, default=None, help=f"[default: {default}]"
+                )(f)
             else:
                 f = click.option(
-                    f"--{flag}", fld.name, type=type(default), default=None, help=f"[default: {default!r}]"
+                    f"--{flag}",
+                    fld.name,
+                    type=type(default),
+                    default=None,
+                    help=f"{helps.get(fld.name, '')} [default: {default!r}]",
                 )(f)
         return f
 
     return decorate
+
+
+def _field_help(cls) -> dict[str, str]:
+    """``{field: text}`` from the ``Attributes:`` section of a dataclass docstring, where a line
+    ``a, b: text`` documents several fields at once."""
+    import re
+
+    doc = (cls.__doc__ or "").split("Attributes:", 1)[-1]
+    out: dict[str, str] = {}
+    names: list[str] = []
+    for line in doc.splitlines():
+        m = re.match(r"^\s{8}([a-z_][a-z0-9_, ]*):\s*(.*)$", line)
+        if m:
+            names = [n.strip() for n in m.group(1).split(",")]
+            for n in names:
+                out[n] = m.group(2).strip()
+        elif names and line.strip():
+            for n in names:
+                out[n] += " " + line.strip()
+    return out
 
 
 def _train_config(train_config_cls, data, out, config_file, flags):
@@ -261,7 +289,9 @@ def _train_command():
     @cli.command("train")
     @click.option("--data", type=click.Path(path_type=Path), required=True, help="Dataset file (.h5).")
     @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder.")
-    @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="Flat TOML file.")
+    @click.option(
+        "--config", "config_file", type=click.Path(path_type=Path), default=None, help="Flat TOML file."
+    )
     @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
     @click.option("--overwrite", is_flag=True, help="Start a new run even if --out holds one.")
     @_dataclass_options(TrainConfig, skip=("data", "out"))

@@ -28,6 +28,7 @@ def _config(data: Path, out: Path, **kw) -> TrainConfig:
         hop_length=256,
         progress=False,
         logger="none",
+        threads=1,
         checkpoint_every=1000,
     )
     base.update(kw)
@@ -211,3 +212,16 @@ def test_ddp_two_processes_gloo(tiny_dataset, tmp_path):
     n_train = start["train_examples"]
     assert end["step"] == n_train // 4
     assert r.stdout.count("finished at step") == 1  # only rank 0 reports
+
+
+def test_early_stopping_and_accumulation(tiny_dataset, tmp_path):
+    # A frozen trunk and a vanishing learning rate: the validation loss cannot improve.
+    cfg = _config(tiny_dataset, tmp_path / "es", epochs=6, freeze=5, lr=1e-12, patience=2, max_train_rows=16)
+    state = fit(cfg)
+    assert state.epoch == 3 and state.stop_reason.startswith("early stop")
+    assert [r["best"] for r in _records(tmp_path / "es", "val")] == [True, False, False]
+    # Two micro-batches of 2 per optimiser step: 16 examples make 4 steps.
+    acc = fit(
+        _config(tiny_dataset, tmp_path / "acc", epochs=1, batch_size=2, accum_steps=2, max_train_rows=16)
+    )
+    assert acc.step == 16 // 4

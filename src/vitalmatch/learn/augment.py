@@ -17,6 +17,7 @@ from its seed (exact resume).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from vitalmatch.features import FeatureConfig, mel_basis
@@ -85,10 +86,11 @@ def db_uniform(n: int, low: float, high: float, generator: torch.Generator) -> t
     return low + (high - low) * torch.rand(n, generator=generator)
 
 
-def band_stats(mels: torch.Tensor, max_items: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+def band_stats(mels, max_items: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-band mean and standard deviation ``(n_mels,)`` of log-mels ``(N, n_mels, frames)``
+    (a tensor or numpy array)
     over the first ``max_items`` examples (the normalisation saved with a model)."""
-    x = mels[:max_items].float()
+    x = torch.as_tensor(np.asarray(mels[:max_items], dtype=np.float32))
     mean = x.mean(dim=(0, 2))
     std = x.std(dim=(0, 2)).clamp_min(1e-3)
     if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):

@@ -13,12 +13,16 @@ Stage: learn (loading). Input: a dataset file of :mod:`vitalmatch.data.storage`.
   sample's audio.
 
 Holding the split in memory (float16: 44 kB per 2-s clip at the defaults, so 1.3 GB for 30,000
-clips) makes batches free to assemble, so the model step is never waiting on HDF5 and gzip.
+clips) makes batches free to assemble, so the model step is never waiting on HDF5 and gzip. With a
+``cache_dir`` the log-mels go to a memory-mapped ``.npy`` file there instead: a resumed run reuses
+it at once, and splits larger than RAM are paged in by the OS.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,9 +39,10 @@ _BLOCK = 512  # rows read (or featurised) at a time
 
 @dataclass
 class SplitData:
-    """One split in memory (shapes in the module docstring)."""
+    """One split in memory (shapes in the module docstring); ``mels`` is a float16 numpy array,
+    possibly memory-mapped."""
 
-    mels: torch.Tensor
+    mels: np.ndarray
     continuous: torch.Tensor
     categorical: torch.Tensor
     cont_mask: torch.Tensor
@@ -49,8 +54,9 @@ class SplitData:
 
     def batch(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Items ``rows`` as a batch dict (mels as float32)."""
+        idx = np.asarray(rows, dtype=np.int64)
         return {
-            "mels": self.mels[rows].float(),
+            "mels": torch.from_numpy(np.asarray(self.mels[idx], dtype=np.float32)),
             "continuous": self.continuous[rows],
             "categorical": self.categorical[rows],
             "cont_mask": self.cont_mask[rows],
@@ -118,6 +124,7 @@ def load_split(
     *,
     max_rows: int | None = None,
     progress: bool = False,
+    cache_dir: str | Path | None = None,
 ) -> SplitData:
     """Read one split of a dataset into memory (see the module docstring).
 
@@ -128,6 +135,8 @@ def load_split(
         features: log-mel settings; stored mels are used when they were made with these.
         max_rows: keep only the first rows of the split (for quick runs).
         progress: show a progress bar while reading / featurising.
+        cache_dir: keep the log-mels in a memory-mapped file here (reused when the dataset file,
+            split, row limit and feature settings are the same).
     """
     with DatasetReader(path) as reader:
         check_features(reader, features)
@@ -138,7 +147,19 @@ def load_split(
             rows = rows[:max_rows]
         n = len(rows)
         frames = features.n_frames(reader.audio_length)
-        mels = torch.empty((n, features.n_mels, frames), dtype=torch.float16)
+        shape = (n, features.n_mels, frames)
+        cache = _cache_path(cache_dir, path, split, max_rows, features) if cache_dir is not None else None
+        have_mels = False
+        if cache is not None and cache.exists():
+            mels = np.load(cache, mmap_mode="r")
+            have_mels = mels.shape == shape and mels.dtype == np.float16
+        if not have_mels:
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_name(cache.name + f".tmp{os.getpid()}")
+                mels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+            else:
+                mels = np.empty(shape, dtype=np.float16)
         cont = np.empty((n, len(ci)), dtype=np.float32)
         cat = np.empty((n, len(ki)), dtype=np.int64)
         cmask = np.empty((n, len(ci)), dtype=bool)
@@ -149,7 +170,7 @@ def load_split(
         if progress:
             from tqdm import tqdm
 
-            what = "reading log-mels" if use_stored else "computing log-mels"
+            what = "reading" if have_mels or use_stored else "computing log-mels"
             bar = tqdm(total=n, desc=f"{split}: {what}", unit="clip", leave=False)
         for start in range(0, n, _BLOCK):
             sel = rows[start : start + _BLOCK]
@@ -159,15 +180,18 @@ def load_split(
             cont[start:stop], cat[start:stop] = c_full[:, ci], k_full[:, ki]
             cmask[start:stop], kmask[start:stop] = m_c[:, ci], m_k[:, ki]
             notes[start:stop] = reader.metadata("midi_note", sel)
-            if use_stored:
-                block = torch.from_numpy(reader.log_mel(sel))
-            else:
-                block = log_mel(reader.audio(sel), features)
-            mels[start:stop] = block.to(torch.float16)
+            if not have_mels:
+                block = reader.log_mel(sel) if use_stored else log_mel(reader.audio(sel), features).numpy()
+                mels[start:stop] = block.astype(np.float16)
             if bar is not None:
                 bar.update(len(sel))
         if bar is not None:
             bar.close()
+    if cache is not None and not have_mels:
+        mels.flush()
+        del mels
+        os.replace(tmp, cache)
+        mels = np.load(cache, mmap_mode="r")
     return SplitData(
         mels,
         torch.from_numpy(cont),
@@ -176,6 +200,16 @@ def load_split(
         torch.from_numpy(kmask),
         torch.from_numpy(notes),
     )
+
+
+def _cache_path(cache_dir, path, split: str, max_rows, features: FeatureConfig) -> Path:
+    """Cache file name: a hash of the dataset file's identity (path, size, mtime) and the request."""
+    st = Path(path).stat()
+    key = json.dumps(
+        [str(Path(path).resolve()), st.st_size, st.st_mtime_ns, split, max_rows, asdict(features)],
+        sort_keys=True,
+    )
+    return Path(cache_dir) / f"mels-{split}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy"
 
 
 def importance_weights(path: str | Path, registry: ParamRegistry) -> tuple[np.ndarray, bool]:

@@ -28,6 +28,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -59,34 +60,51 @@ class TrainConfig:
     """Everything that defines a training run (``vitalmatch train --help`` lists the same fields).
 
     Attributes:
-        data: dataset file; out: run folder.
-        arch, dropout, freeze: model (see :class:`~vitalmatch.learn.model.ModelConfig`).
-        pretrained: ImageNet ResNet-18 state dict (torchvision layout) to start the trunk from.
-        epochs: passes over the training split; max_steps: stop earlier (0 = no limit); both
-            define the learning-rate schedule.
-        batch_size: examples per step per process; accum_steps: micro-batches per step.
-        lr, weight_decay, warmup_steps, grad_clip: AdamW and its schedule.
-        continuous_weight, categorical_weight, label_smoothing, mask: the loss.
-        n_mels, n_fft, hop_length: log-mel settings (the sample rate is the dataset's).
-        spec_augment, freq_masks, max_freq, time_masks, max_time: SpecAugment.
+        data: dataset file (.h5) written by ``vitalmatch generate``.
+        out: run folder (checkpoints, metrics, TensorBoard logs).
+        arch: network: slim10 (CPU default), slim18 or resnet18 (GPUs; ImageNet weights fit).
+        dropout: dropout before the heads.
+        freeze: trunk stages not trained: 0 none, 1 stem, 2 also layer1, ... 5 the whole trunk.
+        pretrained: ImageNet ResNet-18 state dict (torchvision layout, local file) for the trunk.
+        epochs: passes over the training split (sets the learning-rate schedule).
+        max_steps: stop after this many optimiser steps in all (0 = no limit; sets the schedule).
+        batch_size: examples per micro-batch per process.
+        accum_steps: micro-batches accumulated per optimiser step.
+        lr: peak learning rate of AdamW.
+        weight_decay: AdamW weight decay (not on biases and norms).
+        warmup_steps: steps of linear warm-up before the cosine decay.
+        grad_clip: clip the gradient norm to this (0 = off).
+        continuous_weight: weight of the continuous (MSE) term.
+        categorical_weight: weight of the categorical (cross-entropy) term.
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+        mask: no loss on parameters that cannot affect a sample's audio.
+        n_mels: log-mel bands (the sample rate is the dataset's).
+        n_fft: FFT size of the log-mels.
+        hop_length: hop of the log-mels in samples.
+        spec_augment: SpecAugment time and frequency masking.
+        freq_masks: frequency masks per example.
+        max_freq: widest frequency mask in bands.
+        time_masks: time masks per example.
+        max_time: longest time mask in frames.
         gain_db: random gain in [-gain_db, +gain_db] dB (0 = off).
-        noise_db_min, noise_db_max: white-noise floor in dBFS RMS drawn per example, with
-            probability noise_prob (0 = off).
+        noise_db_min: quietest white-noise floor in dBFS RMS.
+        noise_db_max: loudest white-noise floor in dBFS RMS.
+        noise_prob: share of examples that get a noise floor (0 = off).
         patience: epochs without a better validation loss before stopping (0 = never).
-        checkpoint_every: steps between ``last.pt`` writes (besides each epoch end).
-        max_train_rows, max_val_rows: use only the first rows of a split (0 = all).
-        seed: every random choice derives from it.
-        device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
-        amp: "auto" (bf16 autocast on CUDA only), "bf16" or "off".
-        channels_last: channels-last memory format for convolutions.
-        logger: "tensorboard", "wandb" (needs the wandb package) or "none" (metrics.jsonl is
-            always written).
-        threads: torch CPU threads per process (0 = torch's default). On a CPU shared with
-            other jobs, 1 thread per process can be several times faster than 2.
+        checkpoint_every: steps between writes of last.pt (it is also written each epoch).
+        max_train_rows: use only the first rows of the training split (0 = all).
+        max_val_rows: use only the first rows of the validation split (0 = all).
+        seed: every random choice of the run derives from it.
+        device: auto (CUDA when available), cpu, cuda or cuda:N.
+        amp: auto (bf16 autocast on CUDA only; it is 8-20x slower on CPUs), bf16 or off.
+        channels_last: channels-last memory format for the convolutions.
+        logger: tensorboard, wandb (needs the wandb package) or none (metrics.jsonl always).
+        threads: torch CPU threads per process (0 = torch's default; 1 is often faster on a
+            CPU shared with other jobs).
         progress: show a progress bar.
-        stop_after: end this session after so many steps, saving a checkpoint (schedule kept),
-            e.g. to spread a long CPU run over several sessions; 0 = no limit.
-        time_budget_min: likewise, after so many minutes; 0 = no limit.
+        stop_after: end this session after so many steps with a checkpoint, keeping the
+            schedule (continue with --resume); 0 = no limit.
+        time_budget_min: likewise after so many minutes; 0 = no limit.
     """
 
     data: str = ""
@@ -634,10 +652,28 @@ def fit(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -
         if ckpt is not None and dataset_registry(reader).to_json() != ckpt["full_registry_json"]:
             raise ValueError(f"{config.data} has other parameters than the dataset {last} was trained on")
     show = config.progress and ddp.main
+    # Log-mels are cached in the run folder (one file per rank: no two processes write one file).
+    cache = out / "cache" / f"rank{ddp.rank}"
+    if not resume and cache.exists():
+        shutil.rmtree(cache)  # a new run (--overwrite): drop the previous run's caches
     train = load_split(
-        config.data, "train", reg, features, max_rows=config.max_train_rows or None, progress=show
+        config.data,
+        "train",
+        reg,
+        features,
+        max_rows=config.max_train_rows or None,
+        progress=show,
+        cache_dir=cache,
     )
-    val = load_split(config.data, "val", reg, features, max_rows=config.max_val_rows or None, progress=show)
+    val = load_split(
+        config.data,
+        "val",
+        reg,
+        features,
+        max_rows=config.max_val_rows or None,
+        progress=show,
+        cache_dir=cache,
+    )
     if ckpt is not None:
         bundle = _bundle_from(ckpt)
         if bundle.input_frames != train.mels.shape[-1]:
