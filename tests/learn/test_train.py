@@ -14,6 +14,7 @@ import torch
 
 from vitalmatch.learn import checkpoint
 from vitalmatch.learn.train import TrainConfig, TrainingInterrupted, fit, load_config_file
+from vitalmatch.synth.wavetables import WavetableCatalog
 
 
 def _config(data: Path, out: Path, **kw) -> TrainConfig:
@@ -102,6 +103,9 @@ def test_checkpoint_predicts_and_holds_the_bundle(tiny_dataset, tmp_path):
     assert len(out["categorical"]) == len(reg.categorical)
     assert ck["norm_mean"].shape == (64,) and ck["features"]["n_mels"] == 64
     assert ck["fill_continuous"].shape == (322,)
+    # The catalog and render settings of the training data travel with the model.
+    assert checkpoint.wavetables(ck).names == WavetableCatalog.builtin().names
+    assert ck["render_settings"]["sample_rate"] == 22050 and ck["render_settings"]["notes"] == [48, 72]
 
 
 def test_bad_input_gives_clear_errors(tiny_dataset, tiny_audio_only, tmp_path):

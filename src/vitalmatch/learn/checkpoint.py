@@ -15,6 +15,9 @@ Keys:
 ``fill_categorical``      model does not predict (the training split's means / modes)
 ``full_registry_json``    the dataset's full registry (the order of the fill vectors)
 ``input_frames``          frames of the training clips (inputs are cropped / padded to it)
+``wavetables_json``       the dataset's wavetable catalog (what ``osc_N_wavetable`` indexes)
+``render_settings``       how the dataset was rendered (sample rate, durations, notes, tier)
+``baseline``              validation metrics of the predict-the-mean baseline
 ``train``                 the training state: config, optimiser, schedule, step, epoch, ...
 ========================  ===================================================================
 
@@ -104,3 +107,16 @@ def registry(ckpt: dict[str, Any]) -> ParamRegistry:
 
 def features(ckpt: dict[str, Any]) -> FeatureConfig:
     return FeatureConfig(**ckpt["features"])
+
+
+def wavetables(ckpt: dict[str, Any]):
+    """The wavetable catalog of the training data (``WavetableCatalog``); ``ValueError`` if the
+    checkpoint has none."""
+    import json
+
+    from vitalmatch.synth.wavetables import WavetableCatalog
+
+    text = ckpt.get("wavetables_json") or ""
+    if not text:
+        raise ValueError("the checkpoint holds no wavetable catalog (trained on a dataset without one)")
+    return WavetableCatalog.from_json_data(json.loads(text))

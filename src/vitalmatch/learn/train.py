@@ -259,6 +259,8 @@ class Bundle:
     input_frames: int
     model_config: ModelConfig
     baseline: dict[str, Any] = field(default_factory=dict)
+    wavetables_json: str = ""
+    render_settings: dict[str, Any] = field(default_factory=dict)
 
 
 _TERMS = ("loss", "continuous_mse", "categorical_ce")
@@ -544,6 +546,8 @@ def _bundle_payload(bundle: Bundle) -> dict[str, Any]:
         "fill_categorical": torch.from_numpy(np.asarray(bundle.fill_categorical, dtype=np.int64)),
         "input_frames": bundle.input_frames,
         "baseline": bundle.baseline,
+        "wavetables_json": bundle.wavetables_json,
+        "render_settings": bundle.render_settings,
     }
 
 
@@ -561,7 +565,14 @@ def _bundle_from(ckpt: dict[str, Any]) -> Bundle:
         input_frames=int(ckpt["input_frames"]),
         model_config=ModelConfig(**ckpt["model_config"]),
         baseline=dict(ckpt.get("baseline", {})),
+        wavetables_json=str(ckpt.get("wavetables_json", "")),
+        render_settings=dict(ckpt.get("render_settings", {})),
     )
+
+
+def _plain(x: Any) -> Any:
+    """JSON fallback for numpy scalars and arrays in HDF5 attributes."""
+    return x.tolist() if hasattr(x, "tolist") else str(x)
 
 
 def _make_bundle(
@@ -573,6 +584,18 @@ def _make_bundle(
         fill_c = reader.continuous(rows).mean(axis=0) if len(rows) else full.defaults()[0]
         cats = reader.categorical(rows) if len(rows) else full.defaults()[1][None]
         fill_k = np.array([np.bincount(cats[:, j]).argmax() for j in range(cats.shape[1])], dtype=np.int64)
+        # The catalog the wavetable choices index, and how the dataset was rendered: a checkpoint
+        # alone is enough to turn a prediction into a preset and render it like the training data.
+        try:
+            tables = reader.blob("wavetables").decode()
+        except (KeyError, ValueError):
+            tables = ""
+        render_settings = {
+            k: reader.attrs[k]
+            for k in ("sample_rate", "render_duration_s", "note_duration_s", "velocity", "notes", "tier")
+            if k in reader.attrs
+        }
+        render_settings = json.loads(json.dumps(render_settings, default=_plain))
     weights, found = importance_weights(config.data, reg)
     mean, std = band_stats(train.mels)
     return Bundle(
@@ -586,6 +609,8 @@ def _make_bundle(
         fill_continuous=fill_c.astype(np.float32),
         fill_categorical=fill_k,
         input_frames=int(train.mels.shape[-1]),
+        wavetables_json=tables,
+        render_settings=render_settings,
         model_config=ModelConfig(
             arch=config.arch,
             n_continuous=len(reg.continuous),
