@@ -234,11 +234,12 @@ def _read_soundfile(path: Path, name: str, max_seconds: float) -> _Decoded:
 
 def _read_audioread(path: Path, name: str, max_seconds: float) -> _Decoded:
     """Decode with audioread (ffmpeg / GStreamer / Core Audio / the standard library's WAV)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # audioread imports aifc / sunau
-        import audioread
     try:
-        f = audioread.audio_open(str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # its backends import aifc, audioop, sunau
+            import audioread
+
+            f = audioread.audio_open(str(path))
     except Exception as exc:
         raise _Undecodable(_one_line(exc) or type(exc).__name__) from exc
     with f:

@@ -1,0 +1,73 @@
+"""Prediction with a trained checkpoint: full vectors, same features as training, export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vitalmatch.data.storage import DatasetReader
+from vitalmatch.learn.predict import Predictor
+from vitalmatch.learn.train import TrainConfig, fit
+from vitalmatch.synth.export import preset_dict
+from vitalmatch.synth.render import RenderConfig, RenderEngine
+
+
+@pytest.fixture(scope="module")
+def run(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("predict") / "run"
+    fit(
+        TrainConfig(
+            data=str(tiny_dataset),
+            out=str(out),
+            epochs=1,
+            batch_size=4,
+            n_mels=64,
+            n_fft=1024,
+            hop_length=256,
+            progress=False,
+            logger="none",
+            threads=1,
+        )
+    )
+    return out / "last.pt"
+
+
+def test_prediction_fills_a_whole_preset(run, tiny_dataset):
+    p = Predictor(run)
+    with DatasetReader(tiny_dataset) as r:
+        audio = r.audio(0).mean(axis=0)
+        full = r.attrs["continuous_names"]
+    assert p.sample_rate == 22050 and p.input_samples <= len(audio)
+    pred = p.predict_audio(audio)
+    assert pred.continuous.shape == (len(full),) and pred.categorical.shape == (129,)
+    assert pred.continuous.min() >= 0 and pred.continuous.max() <= 1
+    # Predicted columns come from the network; the others from the training split.
+    ci = [list(full).index(n) for n in p.registry.continuous_names]
+    assert not np.allclose(pred.continuous[ci], p._fill_c[ci])
+    other = [i for i in range(len(full)) if i not in set(ci)]
+    np.testing.assert_array_equal(pred.continuous[other], p._fill_c[other])
+    for name, probs in pred.probabilities.items():
+        assert probs.shape == (p.registry[name].n_options,) and abs(float(probs.sum()) - 1) < 1e-5
+    # Longer and shorter inputs are cropped / padded to the training length.
+    assert p.predict_audio(np.concatenate([audio, audio])).continuous.shape == pred.continuous.shape
+    assert p.predict_audio(audio[:1000]).continuous.shape == pred.continuous.shape
+    # Batched log-mels give the same answer as one clip.
+    from vitalmatch.features import log_mel
+
+    x = np.zeros(p.input_samples, dtype=np.float32)
+    x[:] = audio[: p.input_samples]
+    again = p.predict_mels(torch.stack([log_mel(x, p.features)] * 2))
+    np.testing.assert_allclose(again[1].continuous, pred.continuous, atol=1e-5)
+
+
+def test_prediction_exports_a_loadable_preset(run):
+    p = Predictor(run)
+    catalog = p.wavetables()
+    pred = p.predict_audio(np.sin(np.arange(30000) * 0.05).astype(np.float32) * 0.3)
+    cfg = RenderConfig(sample_rate=p.sample_rate, notes=(60,), note_duration_s=0.3, render_duration_s=0.5)
+    engine = RenderEngine(p.full_registry, [e.table for e in catalog], cfg)
+    preset = preset_dict(engine, pred.continuous, pred.categorical, name="predicted")
+    engine.load_preset_dict(preset)
+    audio = engine.render_note(60)
+    assert np.isfinite(audio).all() and audio.shape == (2, cfg.n_samples)
