@@ -29,7 +29,7 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 def cli() -> None:
     """vitalmatch: turn a sound into a preset for the Vital synthesizer.
 
-    Stages: params -> discover-wt -> generate -> inspect -> train.
+    Stages: params -> discover-wt -> generate -> inspect -> train -> predict.
     """
 
 
@@ -314,6 +314,50 @@ def _train_command():
 
 
 _train_command()
+
+
+# ---------------------------------------------------------------------------------------- predict
+@cli.command("predict")
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help=".vital file to write.")
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="best.pt / last.pt of a training run.",
+)
+@click.option("--wav", is_flag=True, help="Also write the matched render as WAV next to the preset.")
+@click.option("--name", default=None, help="Preset name (default: the input's file name).")
+@click.option("--author", default="vitalmatch", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+def predict_cmd(input_path, output, checkpoint, wav, name, author, overwrite) -> None:
+    """Turn an audio file into a .vital preset with a trained model (no search)."""
+    import soundfile as sf
+
+    from vitalmatch.learn.predict import Predictor, predict_file
+    from vitalmatch.synth.export import write_vital
+
+    out = output if output.suffix.lower() == ".vital" else output.with_suffix(".vital")
+    targets = [out] + ([out.with_suffix(".wav")] if wav else [])
+    for t in targets:
+        if t.exists() and not overwrite:
+            raise click.UsageError(f"{t} exists; use --overwrite to replace it")
+    if not input_path.is_file():
+        raise click.UsageError(f"input {input_path} does not exist")
+    predictor = Predictor(checkpoint)
+    match, engine = predict_file(input_path, predictor, name=name, author=author)
+    written = write_vital(out, match.preset)
+    p = match.prepared
+    pitch = "none found, using 60" if p.midi_is_default else f"{p.pitch.hz:.1f} Hz -> MIDI {p.midi_note}"
+    click.echo(
+        f"input: {input_path} ({p.clip.source_rate} Hz, {p.clip.channels} ch, {p.clip.source_seconds:.2f} s)"
+    )
+    click.echo(f"pitch: {pitch}; note length {match.render.note_duration_s:.2f} s")
+    click.echo(f"wrote {written}")
+    if wav:
+        audio = engine.render_note(p.midi_note)
+        sf.write(targets[1], audio.T, match.render.sample_rate, subtype="FLOAT")
+        click.echo(f"wrote {targets[1]}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,7 +55,9 @@ def mel_basis(config: FeatureConfig):
     """The mel filterbank ``(n_mels, n_fft // 2 + 1)`` float32 torch tensor (librosa, Slaney)."""
     import torch
 
-    return torch.from_numpy(_mel_basis(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax))
+    return torch.from_numpy(
+        _mel_basis(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
+    )
 
 
 def log_mel(audio, config: FeatureConfig = FeatureConfig()):

@@ -71,3 +71,63 @@ def test_prediction_exports_a_loadable_preset(run):
     engine.load_preset_dict(preset)
     audio = engine.render_note(60)
     assert np.isfinite(audio).all() and audio.shape == (2, cfg.n_samples)
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "vitalmatch", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_predict_cli(run, tmp_path):
+    import soundfile as sf
+    import vita
+
+    from vitalmatch.synth.export import read_vital
+
+    s = vita.Synth()
+    s.set_sample_rate(48000.0)
+    s.get_controls()["osc_1_random_phase"].set(0.0)
+    sf.write(tmp_path / "in.wav", s.render(55, 0.7, 0.4, 1.0).T, 48000)
+    r = _cli(
+        "predict",
+        str(tmp_path / "in.wav"),
+        "-o",
+        str(tmp_path / "out.vital"),
+        "--checkpoint",
+        str(run),
+        "--wav",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "MIDI 55" in r.stdout and "note length 0.40 s" in r.stdout
+    preset = read_vital(tmp_path / "out.vital")
+    assert preset["preset_name"] == "in" and "note 55" in preset["comments"]
+    audio, rate = sf.read(tmp_path / "out.wav")
+    assert rate == 22050 and audio.shape[1] == 2 and np.isfinite(audio).all()
+    # The preset loads in a fresh synth.
+    fresh = vita.Synth()
+    assert fresh.load_json((tmp_path / "out.vital").read_text())
+    # Bad input: one line, exit status 1, nothing written.
+    r = _cli("predict", str(tmp_path / "in.wav"), "-o", str(tmp_path / "out.vital"), "--checkpoint", str(run))
+    assert r.returncode != 0 and "exists; use --overwrite" in r.stderr
+    (tmp_path / "text.wav").write_text("hello, not audio")
+    r = _cli("predict", str(tmp_path / "text.wav"), "-o", str(tmp_path / "t.vital"), "--checkpoint", str(run))
+    assert r.returncode == 1 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
+    assert not (tmp_path / "t.vital").exists()
+    sf.write(tmp_path / "silent.wav", np.zeros(48000, dtype=np.float32), 48000)
+    r = _cli(
+        "predict", str(tmp_path / "silent.wav"), "-o", str(tmp_path / "t.vital"), "--checkpoint", str(run)
+    )
+    assert r.returncode == 1 and "silent" in r.stderr
+    r = _cli(
+        "predict",
+        str(tmp_path / "in.wav"),
+        "-o",
+        str(tmp_path / "t.vital"),
+        "--checkpoint",
+        str(tmp_path / "in.wav"),
+    )
+    assert r.returncode == 1 and "not a readable checkpoint" in r.stderr

@@ -107,3 +107,65 @@ class Predictor:
         x[: len(a)] = a
         mels = log_mel(x, self.features)
         return self.predict_mels(mels[None])[0]
+
+
+@dataclass
+class FileMatch:
+    """A user's file turned into a preset (:func:`predict_file`).
+
+    Attributes:
+        preset: the Vital preset dict, as the synth wrote it.
+        prediction: the model's vectors.
+        prepared: the loaded audio and its estimates (note, note length).
+        render: settings that play the preset like the input (its note and note length).
+    """
+
+    preset: dict
+    prediction: Prediction
+    prepared: object
+    render: object
+
+
+def predict_file(
+    path, predictor: Predictor, *, name: str | None = None, author: str = "vitalmatch"
+) -> tuple[FileMatch, object]:
+    """Audio file -> preset: load, trim, detect pitch and note length, predict, apply in the synth.
+
+    Returns:
+        ``(match, engine)``: the result and the :class:`~vitalmatch.synth.render.RenderEngine`
+        holding the preset (render it with ``engine.render_note(match.prepared.midi_note)``).
+
+    Raises:
+        vitalmatch.audio.AudioError: the file is missing, not audio, silent or too short.
+    """
+    from pathlib import Path
+
+    from vitalmatch.audio import prepare
+    from vitalmatch.synth.export import preset_dict
+    from vitalmatch.synth.render import RenderConfig, RenderEngine
+
+    settings = predictor.render_settings
+    prepared = prepare(path, predictor.sample_rate, predictor.input_samples)
+    pred = predictor.predict_audio(prepared.samples)
+    clip_s = (len(prepared.clip.samples) - prepared.offset_samples) / prepared.sample_rate
+    render_s = float(min(max(clip_s, float(settings.get("render_duration_s", 2.0))), 20.0))
+    note_s = float(min(max(prepared.note_length_s, 0.05), render_s))
+    render = RenderConfig(
+        sample_rate=predictor.sample_rate,
+        notes=(prepared.midi_note,),
+        velocity=float(settings.get("velocity", 0.7)),
+        note_duration_s=note_s,
+        render_duration_s=render_s,
+    )
+    engine = RenderEngine(predictor.full_registry, [e.table for e in predictor.wavetables()], render)
+    stem = Path(path).stem
+    pitch = (
+        f"note {prepared.midi_note} (default: no pitch found)"
+        if prepared.midi_is_default
+        else f"note {prepared.midi_note} ({prepared.pitch.hz:.1f} Hz)"
+    )
+    comments = f"Predicted by vitalmatch from {Path(path).name}: {pitch}, held {note_s:.2f} s."
+    preset = preset_dict(
+        engine, pred.continuous, pred.categorical, name=name or stem, author=author, comments=comments
+    )
+    return FileMatch(preset, pred, prepared, render), engine
