@@ -37,3 +37,19 @@ def registry(catalog):
     from vitalmatch.synth.params import ParamRegistry
 
     return ParamRegistry.from_synth(wavetable_names=catalog.names)
+
+
+@pytest.fixture(scope="session")
+def tiny_eval_dataset(tmp_path_factory):
+    """20 Tier-1 presets x 1 note, 0.5 s at 22.05 kHz, with train, val and test rows."""
+    from vitalmatch.data.generate import GenerateConfig, generate
+    from vitalmatch.synth.render import RenderConfig
+
+    path = tmp_path_factory.mktemp("eval") / "tiny.h5"
+    render = RenderConfig(sample_rate=22050, notes=(60,), note_duration_s=0.3, render_duration_s=0.5)
+    generate(
+        GenerateConfig(
+            output=path, n_presets=20, render=render, workers=2, progress=False, split=(0.4, 0.2, 0.4), seed=3
+        )
+    )
+    return path

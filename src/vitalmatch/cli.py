@@ -29,7 +29,7 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 def cli() -> None:
     """vitalmatch: turn a sound into a preset for the Vital synthesizer.
 
-    Stages: params -> discover-wt -> generate -> inspect -> train -> predict.
+    Stages: params -> discover-wt -> generate -> inspect -> train -> predict -> evaluate.
     """
 
 
@@ -358,6 +358,65 @@ def predict_cmd(input_path, output, checkpoint, wav, name, author, overwrite) ->
         audio = engine.render_note(p.midi_note)
         sf.write(targets[1], audio.T, match.render.sample_rate, subtype="FLOAT")
         click.echo(f"wrote {targets[1]}")
+
+
+# ---------------------------------------------------------------------------------------- evaluate
+@cli.command("evaluate")
+@click.option(
+    "--data", type=click.Path(path_type=Path), required=True, help="Dataset (.h5): test split, baselines."
+)
+@click.option(
+    "--checkpoint", type=click.Path(path_type=Path), default=None, help="Trained model (method 'model')."
+)
+@click.option(
+    "--presets", type=click.Path(path_type=Path), default=None, help="Folder of real .vital presets."
+)
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Report folder.")
+@click.option("--max-test", type=int, default=200, show_default=True, help="Synthetic targets (0 = none).")
+@click.option("--max-presets", type=int, default=0, show_default=True, help="Real presets (0 = all).")
+@click.option("--preset-note", type=int, default=60, show_default=True, help="Note the real presets play.")
+@click.option(
+    "--methods", default=None, help="Comma-separated from model,nn,mean,random,init [default: all available]."
+)
+@click.option(
+    "--nn-rows", type=int, default=5000, show_default=True, help="Training rows the nn baseline indexes."
+)
+@click.option(
+    "--level-match/--no-level-match", default=True, show_default=True, help="Equal RMS before metrics."
+)
+@click.option("--workers", type=int, default=2, show_default=True, help="Render processes.")
+@click.option("--images", type=int, default=4, show_default=True, help="Spectrogram images per target set.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def evaluate_cmd(**kw) -> None:
+    """Audio distances of re-rendered predictions against targets, beside baselines."""
+    from vitalmatch.evaluate import METHODS, EvaluateConfig, evaluate
+
+    if kw["methods"]:
+        methods = tuple(m.strip() for m in kw["methods"].split(",") if m.strip())
+    else:
+        methods = tuple(m for m in METHODS if m != "model" or kw["checkpoint"] is not None)
+    config = EvaluateConfig(
+        out=kw["out"],
+        data=kw["data"],
+        checkpoint=kw["checkpoint"],
+        presets=kw["presets"],
+        max_test=kw["max_test"],
+        max_presets=kw["max_presets"],
+        preset_note=kw["preset_note"],
+        methods=methods,
+        nn_rows=kw["nn_rows"],
+        level_match=kw["level_match"],
+        workers=kw["workers"],
+        images=kw["images"],
+        seed=kw["seed"],
+        progress=kw["progress"],
+    )
+    from vitalmatch.evaluate import format_report
+
+    report = evaluate(config)
+    click.echo(format_report(report))
+    click.echo(f"wrote {config.out / 'report.md'} and {config.out / 'results.json'}")
 
 
 def main(argv: list[str] | None = None) -> None:
