@@ -55,8 +55,9 @@ def test_evaluate_end_to_end(tiny_eval_dataset, model, presets_dir, tmp_path):
     assert (
         n_test >= 2
         and syn["targets"] == n_test
-        and set(syn["methods"]) == {"model", "nn", "mean", "random", "init"}
+        and set(syn["methods"]) == {"model", "nn", "mean", "random", "init", "oracle"}
     )
+    assert "oracle" not in real["methods"]
     assert real["targets"] == 3 and len(real["targets_failed"]) == 1  # the broken file, with its reason
     assert "not a Vital preset" in real["targets_failed"][0]["error"]
     for s in (syn, real):
@@ -72,25 +73,28 @@ def test_evaluate_end_to_end(tiny_eval_dataset, model, presets_dir, tmp_path):
     files = {p.name for p in out.iterdir()}
     assert {"report.md", "results.json", "synthetic_00.png", "presets_00.png"} <= files
     saved = json.loads((out / "results.json").read_text())
-    assert len(saved["examples"]) == (n_test + 2) * 5
+    assert len(saved["examples"]) == n_test * 6 + 2 * 5  # no oracle for real presets
     md = (out / "report.md").read_text()
     assert "| model |" in md and "Real presets" in md and "Synthetic test split" in md
 
 
-def test_known_case_a_target_matched_by_its_own_parameters(tiny_eval_dataset, tmp_path):
-    """The nn baseline over a set that holds the target itself finds it: distance ~0."""
+def test_known_case_the_oracle_matches_and_init_does_not(tiny_eval_dataset, tmp_path):
+    """Re-rendering a target's own parameters reproduces it (up to its 16-bit storage); the init
+    preset is far from these random sounds."""
     report = evaluate(
         EvaluateConfig(
             out=tmp_path / "r",
             data=tiny_eval_dataset,
-            methods=("nn", "init"),
+            methods=("oracle", "init"),
             max_test=3,
             images=0,
             progress=False,
         )
     )
     e = report["sets"]["synthetic"]["methods"]
-    assert e["init"]["mel_l1"]["median"] > 0.5  # the init preset is not these sounds
+    assert e["oracle"]["mel_l1"]["median"] < 0.05 and e["oracle"]["envelope_cos"]["median"] > 0.999
+    assert e["init"]["mel_l1"]["median"] > 10 * e["oracle"]["mel_l1"]["median"]
+    assert report["sets"]["synthetic"]["parameters"]["oracle"]["mae"] == 0.0
 
 
 def test_evaluate_cli_errors(tiny_eval_dataset, tmp_path):
@@ -106,5 +110,5 @@ def test_evaluate_cli_errors(tiny_eval_dataset, tmp_path):
     assert r.returncode == 1 and r.stderr.strip() == f"error: dataset {tmp_path / 'none.h5'} does not exist"
     r = cli("--data", str(tiny_eval_dataset), "-o", str(tmp_path / "o"), "--methods", "model")
     assert r.returncode == 1 and "needs --checkpoint" in r.stderr
-    r = cli("--data", str(tiny_eval_dataset), "-o", str(tmp_path / "o"), "--methods", "oracle")
+    r = cli("--data", str(tiny_eval_dataset), "-o", str(tmp_path / "o"), "--methods", "telepathy")
     assert r.returncode == 1 and "unknown method" in r.stderr

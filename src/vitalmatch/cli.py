@@ -376,7 +376,9 @@ def predict_cmd(input_path, output, checkpoint, wav, name, author, overwrite) ->
 @click.option("--max-presets", type=int, default=0, show_default=True, help="Real presets (0 = all).")
 @click.option("--preset-note", type=int, default=60, show_default=True, help="Note the real presets play.")
 @click.option(
-    "--methods", default=None, help="Comma-separated from model,nn,mean,random,init [default: all available]."
+    "--methods",
+    default=None,
+    help="Comma-separated from model,nn,mean,random,init,oracle [default: all available].",
 )
 @click.option(
     "--nn-rows", type=int, default=5000, show_default=True, help="Training rows the nn baseline indexes."

@@ -13,7 +13,10 @@ Methods, each giving a whole preset per target:
 * ``nn``: the preset of the training example whose log-mel is closest (L1) to the target's;
 * ``mean``: the training split's mean continuous values and most frequent options;
 * ``random``: a random preset from the dataset's own sampler (another seed);
-* ``init``: Vital's init preset (with ``osc_N_random_phase`` pinned to 0, like the datasets).
+* ``init``: Vital's init preset (with ``osc_N_random_phase`` pinned to 0, like the datasets);
+* ``oracle`` (synthetic targets only): the target's own parameters. Renders are reproducible, so
+  its distance is what is left of the stored target's 16-bit quantisation: a check of the whole
+  evaluation path, and the floor every method is measured against.
 
 Every preset is rendered at the target's note with the dataset's render settings, in the
 crash-isolated worker pool (a render that crashes counts as a failure, not as a distance).
@@ -45,7 +48,7 @@ from vitalmatch.synth.pool import WorkerPool
 from vitalmatch.synth.render import RenderConfig, RenderEngine
 from vitalmatch.synth.wavetables import WavetableCatalog
 
-METHODS = ("model", "nn", "mean", "random", "init")
+METHODS = ("model", "nn", "mean", "random", "init", "oracle")
 METRICS = ("mel_l1", "mrstft", "mfcc", "envelope_cos")
 _RMS_REF = 0.1  # level-matched signals are scaled to this RMS
 
@@ -329,6 +332,8 @@ def _evaluate(config: EvaluateConfig, t0: float) -> dict:
                     vectors[i, m] = (p.continuous, p.categorical)
                 elif m == "init":
                     vectors[i, m] = (init_c, init_k)
+                elif m == "oracle" and t.continuous is not None:
+                    vectors[i, m] = (t.continuous, t.categorical)
         keys = list(vectors)
         bar = _bar(len(keys), "rendering predictions", config.progress)
         tasks = (("vector", vectors[k][0], vectors[k][1], targets[k[0]].note) for k in keys)
@@ -369,6 +374,8 @@ def _summarise(config, targets, results, vectors, full: ParamRegistry, learn_reg
         table = {}
         for m in config.methods:
             rows = [r for r in results if r.method == m and by_name[r.target].set == set_name]
+            if not rows:
+                continue
             entry = {"n": len(rows), "failed": sum(r.error is not None for r in rows)}
             for metric in METRICS:
                 med, lo, hi = median_ci([r.metrics[metric] for r in rows], seed=config.seed)
