@@ -354,8 +354,10 @@ def predict_cmd(input_path, output, checkpoint, wav, name, author, overwrite) ->
     )
     click.echo(f"pitch: {pitch}; note length {match.render.note_duration_s:.2f} s")
     click.echo(f"wrote {written}")
+    audio = engine.render_note(p.midi_note)
+    if float(abs(audio).max()) < 1e-4:
+        click.echo(f"warning: the predicted preset renders silent at note {p.midi_note}", err=True)
     if wav:
-        audio = engine.render_note(p.midi_note)
         sf.write(targets[1], audio.T, match.render.sample_rate, subtype="FLOAT")
         click.echo(f"wrote {targets[1]}")
 
