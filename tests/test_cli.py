@@ -24,7 +24,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_every_stage():
     r = _cli("--help")
     assert r.returncode == 0
-    for stage in ("params", "discover-wt", "generate", "inspect"):
+    for stage in ("params", "discover-wt", "generate", "inspect", "train", "predict", "evaluate"):
         assert stage in r.stdout
 
 
