@@ -38,17 +38,17 @@ def test_evaluate_end_to_end(tiny_eval_dataset, model, presets_dir, tmp_path):
     for f in sorted(presets_dir.rglob("*.vital"))[:2]:
         (two / f.name).write_bytes(f.read_bytes())
     (two / "broken.vital").write_text("{not json")
-    report = evaluate(
-        EvaluateConfig(
-            out=out,
-            data=tiny_eval_dataset,
-            checkpoint=model,
-            presets=two,
-            max_test=4,
-            images=1,
-            progress=False,
-        )
-    )
+    r = subprocess.run(
+        [
+            sys.executable, "-m", "vitalmatch", "evaluate", "--data", str(tiny_eval_dataset),
+            "--checkpoint", str(model), "--presets", str(two), "-o", str(out), "--max-test", "4",
+            "--images", "1", "--no-progress",
+        ],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "| model |" in r.stdout and f"wrote {out / 'report.md'}" in r.stdout
+    report = json.loads((out / "results.json").read_text())
     syn, real = report["sets"]["synthetic"], report["sets"]["presets"]
     with DatasetReader(tiny_eval_dataset) as r:
         n_test = min(4, len(r.split_indices("test")))
