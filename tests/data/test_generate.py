@@ -289,4 +289,6 @@ def test_notes_per_preset_picks_a_seeded_subset(tmp_path):
         GenerateConfig(output=path, n_presets=1, render=three, notes_per_preset=4).check()
     # Resuming with another subset size is refused.
     with pytest.raises(ValueError, match="notes_per_preset"):
-        generate(GenerateConfig(output=path, n_presets=9, render=three, progress=False, workers=1, resume=True))
+        generate(
+            GenerateConfig(output=path, n_presets=9, render=three, progress=False, workers=1, resume=True)
+        )
