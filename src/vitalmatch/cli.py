@@ -275,7 +275,7 @@ def _field_help(cls) -> dict[str, str]:
 def _train_config(train_config_cls, data, out, config_file, flags):
     values = {}
     if config_file is not None:
-        from vitalmatch.learn.train import load_config_file
+        from vitalmatch.learn.config import load_config_file
 
         values.update(load_config_file(config_file))
     values.update({k: v for k, v in flags.items() if v is not None})
@@ -284,7 +284,7 @@ def _train_config(train_config_cls, data, out, config_file, flags):
 
 
 def _train_command():
-    from vitalmatch.learn.train import TrainConfig
+    from vitalmatch.learn.config import TrainConfig
 
     @cli.command("train")
     @click.option("--data", type=click.Path(path_type=Path), required=True, help="Dataset file (.h5).")
@@ -426,7 +426,7 @@ def evaluate_cmd(**kw) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn user errors into one line and exit status 1."""
     from vitalmatch.data.generate import GenerationInterrupted
-    from vitalmatch.learn.train import TrainingInterrupted
+    from vitalmatch.learn.config import TrainingInterrupted
 
     try:
         cli.main(args=argv, prog_name="vitalmatch", standalone_mode=False)
