@@ -40,7 +40,7 @@ import torch
 from vitalmatch.data.sampling import PresetSampler, SamplerConfig
 from vitalmatch.data.storage import DatasetReader
 from vitalmatch.features import FeatureConfig, log_mel
-from vitalmatch.learn.data import dataset_registry, learnable_registry
+from vitalmatch.learn.data import dataset_registry, learnable_registry, training_means
 from vitalmatch.metrics import all_metrics, median_ci
 from vitalmatch.synth.activity import activity_masks
 from vitalmatch.synth.params import ParamRegistry
@@ -258,13 +258,7 @@ def _evaluate(config: EvaluateConfig, t0: float) -> dict:
             )
             for r in test_rows
         ]
-        mean_c = reader.continuous(train_rows[:4096]).mean(axis=0) if len(train_rows) else None
-        mean_k = None
-        if len(train_rows):
-            cats = reader.categorical(train_rows[:4096])
-            mean_k = np.array(
-                [np.bincount(cats[:, j]).argmax() for j in range(cats.shape[1])], dtype=np.int32
-            )
+        mean_c, mean_k = training_means(reader)
         features = FeatureConfig(sample_rate=sr)
         nn = (
             _NearestNeighbour(reader, train_rows[: config.nn_rows], features)
@@ -326,7 +320,7 @@ def _evaluate(config: EvaluateConfig, t0: float) -> dict:
                 elif m == "nn":
                     vectors[i, m] = nn.query(t.audio)
                 elif m == "mean":
-                    vectors[i, m] = (mean_c.astype(np.float32), mean_k)
+                    vectors[i, m] = (mean_c, mean_k)
                 elif m == "random":
                     p = sampler.preset(i)
                     vectors[i, m] = (p.continuous, p.categorical)

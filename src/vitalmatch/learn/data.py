@@ -101,6 +101,18 @@ def column_index(full: ParamRegistry, sub: ParamRegistry) -> tuple[np.ndarray, n
     return c, k
 
 
+def training_means(reader: DatasetReader, max_rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """The training split's average preset over every column of the dataset's registry: mean
+    continuous values ``(C,)`` float32 and most frequent options ``(K,)`` int32 (of the first
+    ``max_rows`` training rows; the init preset's values when the split is empty)."""
+    rows = reader.split_indices("train")[:max_rows]
+    if len(rows) == 0:
+        return dataset_registry(reader).defaults()
+    cats = reader.categorical(rows)
+    modes = np.array([np.bincount(cats[:, j]).argmax() for j in range(cats.shape[1])], dtype=np.int32)
+    return reader.continuous(rows).mean(axis=0).astype(np.float32), modes
+
+
 def stored_mels_match(reader: DatasetReader, features: FeatureConfig) -> bool:
     """True if the file's stored log-mels were computed with ``features``."""
     if not reader.has_log_mel:
@@ -229,7 +241,3 @@ def importance_weights(path: str | Path, registry: ParamRegistry) -> tuple[np.nd
     w = np.array([float(table.get(s.name, 1.0)) for s in registry.continuous], dtype=np.float32)
     w = np.clip(w, 0, None)
     return (w / w.mean() if w.mean() > 0 else np.ones_like(w)), True
-
-
-def features_to_dict(features: FeatureConfig) -> dict:
-    return asdict(features)

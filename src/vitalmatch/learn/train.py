@@ -50,6 +50,7 @@ from vitalmatch.learn.data import (
     importance_weights,
     learnable_registry,
     load_split,
+    training_means,
 )
 from vitalmatch.learn.losses import parameter_loss
 from vitalmatch.learn.model import ModelConfig, ParamNet, load_imagenet_weights
@@ -149,7 +150,7 @@ def _init_distributed(device_pref: str) -> tuple[_Dist, torch.device]:
 class _Logger:
     """metrics.jsonl always; TensorBoard or W&B on top (rank 0 only)."""
 
-    def __init__(self, out: Path, config: TrainConfig, enabled: bool, resume: bool) -> None:
+    def __init__(self, out: Path, config: TrainConfig, enabled: bool) -> None:
         self.enabled = enabled
         self.tb = self.wandb = None
         if not enabled:
@@ -404,10 +405,7 @@ def _make_bundle(
 ) -> Bundle:
     with DatasetReader(config.data) as reader:
         full = dataset_registry(reader)
-        rows = reader.split_indices("train")[:4096]
-        fill_c = reader.continuous(rows).mean(axis=0) if len(rows) else full.defaults()[0]
-        cats = reader.categorical(rows) if len(rows) else full.defaults()[1][None]
-        fill_k = np.array([np.bincount(cats[:, j]).argmax() for j in range(cats.shape[1])], dtype=np.int64)
+        fill_c, fill_k = training_means(reader)
         # The catalog the wavetable choices index, and how the dataset was rendered: a checkpoint
         # alone is enough to turn a prediction into a preset and render it like the training data.
         try:
@@ -581,7 +579,7 @@ def fit(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -
             for name in ("metrics.jsonl", "best.pt"):
                 (out / name).unlink(missing_ok=True)
         (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
-    logger = _Logger(out, config, ddp.main, resume)
+    logger = _Logger(out, config, ddp.main)
     if ddp.main and not resume and not bundle.weights_found:
         print("warning: the dataset has no importance weights; continuous parameters are weighted uniformly")
     if ddp.main and not resume:
