@@ -29,7 +29,8 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 def cli() -> None:
     """vitalmatch: turn a sound into a preset for the Vital synthesizer.
 
-    Stages: params -> discover-wt -> generate -> inspect -> train -> predict -> evaluate.
+    Stages: params -> discover-wt -> generate -> inspect -> train -> predict -> evaluate -> match;
+    tutorial explains a preset.
     """
 
 
@@ -421,6 +422,291 @@ def evaluate_cmd(**kw) -> None:
     report = evaluate(config)
     click.echo(format_report(report))
     click.echo(f"wrote {config.out / 'report.md'} and {config.out / 'results.json'}")
+
+
+# ---------------------------------------------------------------------------------------- match
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".m4a", ".opus")
+
+
+def _match_progress_bar(budget_s: float, desc: str):
+    """tqdm bar over the time budget with the best search loss; returns ``(bar, callback)``."""
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=round(budget_s, 1),
+        desc=desc,
+        unit="s",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.0f} s{postfix}",
+    )
+
+    def update(evals: int, seconds: float, best: float) -> None:
+        bar.n = round(min(seconds, budget_s), 1)
+        bar.set_postfix_str(f"best {best:.3f}, {evals} evals", refresh=True)
+
+    return bar, update
+
+
+def _write_match(result, out: Path, wav: bool) -> list[Path]:
+    import soundfile as sf
+
+    from vitalmatch.synth.export import write_vital
+
+    written = [write_vital(out, result.preset)]
+    if wav:
+        path = out.with_suffix(".wav")
+        sf.write(path, result.render.T, result.sample_rate, subtype="FLOAT")
+        written.append(path)
+    return written
+
+
+@cli.command("match")
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help=".vital file to write (a folder when INPUT is a folder).",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="best.pt of a training run (optional).",
+)
+@click.option(
+    "--budget-s",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds per sound for choosing the start and searching.",
+)
+@click.option("--max-evals", type=int, default=None, help="Stop after this many candidate renders.")
+@click.option("--no-refine", is_flag=True, help="Keep the best starting point (no search).")
+@click.option(
+    "--tier", type=int, default=1, show_default=True, help="Parameters the search may change (1 or 2)."
+)
+@click.option("--workers", type=int, default=2, show_default=True, help="Render processes.")
+@click.option(
+    "--start-set",
+    "start_set",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Presets in the built-in starting set (0: init preset only).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--wav", is_flag=True, help="Also write the matched render as WAV next to each preset.")
+@click.option("--name", default=None, help="Preset name (default: the input's file name).")
+@click.option("--author", default="vitalmatch", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def match_cmd(
+    input_path,
+    output,
+    checkpoint,
+    budget_s,
+    max_evals,
+    no_refine,
+    tier,
+    workers,
+    start_set,
+    seed,
+    wav,
+    name,
+    author,
+    overwrite,
+    progress,
+) -> None:
+    """Turn a sound (or a folder of sounds) into a .vital preset: start point + CMA-ES with the synth.
+
+    Works without a checkpoint (it then starts from the best of a built-in starting set, rendered
+    on first use, or the init preset). Ctrl-C ends the search and writes the best preset so far.
+    """
+    from vitalmatch.audio import AudioError
+    from vitalmatch.match import MatchConfig, Matcher
+
+    if input_path.is_dir():
+        inputs = sorted(
+            p for p in input_path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+        )
+        if not inputs:
+            raise ValueError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {input_path}")
+        if output.suffix.lower() == ".vital":
+            raise ValueError("INPUT is a folder: -o must be a folder for the presets")
+        output.mkdir(parents=True, exist_ok=True)
+        outs = [output / p.relative_to(input_path).with_suffix(".vital") for p in inputs]
+    elif input_path.is_file():
+        inputs, outs = (
+            [input_path],
+            [output if output.suffix.lower() == ".vital" else output.with_suffix(".vital")],
+        )
+    else:
+        raise ValueError(f"input {input_path} does not exist")
+    if not overwrite:
+        for out in outs:
+            for t in [out] + ([out.with_suffix(".wav")] if wav else []):
+                if t.exists():
+                    raise ValueError(f"{t} exists; use --overwrite to replace it")
+    if checkpoint is not None and not checkpoint.is_file():
+        raise ValueError(f"checkpoint {checkpoint} does not exist")
+    config = MatchConfig(
+        tier=tier,
+        budget_s=budget_s,
+        max_evals=max_evals,
+        refine=not no_refine,
+        workers=workers,
+        start_set_size=start_set,
+        seed=seed,
+    )
+    config.check()
+    if len(inputs) == 1:  # fail fast on a bad file, before the synth workers start
+        from vitalmatch.audio import load_audio
+
+        load_audio(inputs[0], 44100)
+    rows, failed, interrupted = [], 0, False
+    with Matcher(config, checkpoint, progress=progress) as matcher:
+        for path, out in zip(inputs, outs, strict=True):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            bar, update = _match_progress_bar(budget_s, path.name) if progress else (None, None)
+            try:
+                result = matcher.match_file(
+                    path, name=name if len(inputs) == 1 else None, author=author, progress=update
+                )
+            except AudioError as e:
+                failed += 1
+                rows.append((path.name, "-", "-", "-", "-", "-", f"error: {e}"))
+                if len(inputs) == 1:
+                    raise
+                click.echo(f"error: {e}", err=True)
+                continue
+            finally:
+                if bar is not None:
+                    bar.close()
+            written = _write_match(result, out, wav)
+            ref = result.refinement
+            p = result.prepared
+            pitch = (
+                "none found, using 60" if p.midi_is_default else f"{p.pitch.hz:.1f} Hz -> MIDI {p.midi_note}"
+            )
+            if len(inputs) == 1:
+                click.echo(
+                    f"input: {path} ({p.clip.source_rate} Hz, {p.clip.channels} ch, {p.clip.source_seconds:.2f} s)"
+                )
+                click.echo(f"pitch: {pitch}; note held {result.note_s:.2f} s of {result.render_s:.2f} s")
+                click.echo(f"start: {result.start}")
+                if ref is not None:
+                    click.echo(
+                        f"search: {ref.evals} renders in {ref.seconds:.1f} s ({ref.evals / max(ref.seconds, 1e-9):.1f}/s), stopped by {ref.stopped_by}"
+                    )
+                click.echo(
+                    f"distance (multi-scale log-mel L1): init {result.distance_init:.3f}, "
+                    f"before refinement {result.distance_start:.3f}, after {result.distance:.3f} "
+                    f"({result.distance / result.distance_init:.0%} of init)"
+                )
+                for w in written:
+                    click.echo(f"wrote {w}")
+            rows.append(
+                (
+                    path.name,
+                    str(result.note),
+                    f"{result.distance_init:.3f}",
+                    f"{result.distance_start:.3f}",
+                    f"{result.distance:.3f}",
+                    str(ref.evals if ref else 0),
+                    f"{result.seconds:.1f}",
+                )
+            )
+            if result.interrupted:
+                interrupted = True
+                click.echo(f"interrupted: wrote the best preset found so far to {written[0]}", err=True)
+                break
+    if len(inputs) > 1:
+        header = ("input", "note", "init", "start", "final", "renders", "seconds")
+        widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+        lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) for r in [header] + rows]
+        click.echo("\n".join(lines))
+        (output / "summary.tsv").write_text("\n".join("\t".join(map(str, r)) for r in [header] + rows) + "\n")
+        click.echo(f"wrote {len(rows) - failed} presets and {output / 'summary.tsv'}")
+    if interrupted:
+        sys.exit(130)
+    if failed:
+        raise click.ClickException(f"{failed} of {len(inputs)} inputs failed")
+
+
+# ---------------------------------------------------------------------------------------- tutorial
+def _tutorial_command():
+    from vitalmatch.tutorial import TutorialConfig
+
+    defaults = TutorialConfig()
+
+    @cli.command("tutorial")
+    @click.argument("preset_path", metavar="PRESET", type=click.Path(path_type=Path))
+    @click.option(
+        "--llm",
+        is_flag=True,
+        help="Have Claude rewrite the guide (needs ANTHROPIC_API_KEY; on any failure the offline guide "
+        "is used and a note goes to stderr).",
+    )
+    @click.option("--model", default=defaults.model, show_default=True, help="Claude model id (--llm).")
+    @click.option(
+        "--timeout",
+        type=float,
+        default=defaults.timeout_s,
+        show_default=True,
+        help="Seconds to wait for the LLM before falling back.",
+    )
+    @click.option(
+        "--max-tokens", type=int, default=defaults.max_tokens, show_default=True, help="Longest LLM answer."
+    )
+    @click.option(
+        "--base-url", default=None, help="API base URL [default: $ANTHROPIC_BASE_URL, else Anthropic's]."
+    )
+    @click.option(
+        "-o",
+        "--output",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Markdown file (default: stdout).",
+    )
+    @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+    @click.option("--name", default=None, help="Title (default: the preset's name, else the file name).")
+    def tutorial_cmd(preset_path, llm, model, timeout, max_tokens, base_url, output, overwrite, name) -> None:
+        """Write a step-by-step guide to build a .vital preset by hand in Vital (Markdown)."""
+        from vitalmatch.synth.export import read_vital
+        from vitalmatch.tutorial import write_tutorial
+
+        if output is not None:
+            if output.exists() and not overwrite:
+                raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+            if not output.parent.is_dir():
+                raise ValueError(f"cannot write {output}: folder {output.parent} does not exist")
+        if timeout <= 0 or max_tokens < 1:
+            raise ValueError("--timeout must be > 0 and --max-tokens >= 1")
+        preset = read_vital(preset_path)
+        title = name or str(preset.get("preset_name") or "").strip() or preset_path.stem
+        config = TutorialConfig(
+            llm=llm, model=model, timeout_s=timeout, max_tokens=max_tokens, base_url=base_url
+        )
+        try:
+            tutorial = write_tutorial(preset, config, name=title)
+        except ValueError as e:
+            raise ValueError(f"{preset_path}: {e}") from None
+        if output is None:
+            click.echo(tutorial.text, nl=False)
+            return
+        tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
+        try:
+            tmp.write_text(tutorial.text, encoding="utf-8")
+            os.replace(tmp, output)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise ValueError(f"cannot write {output}: {e.strerror}") from None
+        source = f"LLM, {tutorial.model}" if tutorial.source == "llm" else "offline guide"
+        click.echo(f"wrote {output} ({source})")
+
+
+_tutorial_command()
 
 
 def main(argv: list[str] | None = None) -> None:

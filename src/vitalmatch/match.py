@@ -1,0 +1,576 @@
+"""Matching: an audio file -> a ``.vital`` preset that sounds like it (the product's main job).
+
+Stage: match. Input: an audio file (any format :func:`vitalmatch.audio.load_audio` reads), or mono
+samples. Output: :class:`MatchResult` -- the preset (Vital JSON as the synth writes it), its
+full-quality render ``(T,)`` at 44.1 kHz, and the distances before and after refinement.
+
+Steps (:meth:`Matcher.match_file`):
+
+1. prepare the audio: trim leading silence, detect the pitch (MIDI note) and note length
+   (:func:`vitalmatch.audio.prepare`); the match is played at that note, held that long, for the
+   clip's length (0.25-10 s);
+2. starting candidates: the init preset, the ``start_candidates`` nearest presets of the built-in
+   starting set (:class:`StartSet`, coarse log-mels at the stored note nearest the target's), and
+   with a checkpoint the network's prediction; all are rendered at the target's note and the one
+   with the lowest search loss is the start;
+3. refinement with the synth in the loop (:func:`vitalmatch.refine.refine`) on the rest of the
+   time budget;
+4. a full-quality render (fresh synth, 44.1 kHz, the whole clip) of the start and the refined
+   preset; the closer one by :func:`vitalmatch.metrics.multiscale_mel_l1` is kept, so the result is
+   never worse than the start (nor than the init preset). A result that renders silent falls back
+   to the start.
+
+The built-in starting set is rendered by the project itself on first use (:func:`ensure_start_set`,
+~1 minute on 2 cores for 256 presets) with the dataset pipeline (:func:`vitalmatch.data.generate`)
+into ``$VITALMATCH_CACHE`` (default ``~/.cache/vitalmatch``), then reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vitalmatch.refine import Budget, RefineConfig, Refinement, SearchTarget, evaluate_batch, refine
+from vitalmatch.synth.params import ParamRegistry
+
+#: Notes the built-in starting set is rendered at.
+START_NOTES = (36, 48, 60, 72, 84)
+#: Bumped whenever the starting set's recipe changes (old cache files are then rebuilt).
+START_SET_VERSION = 1
+#: Seed of the starting set's presets (not the dataset default, so they differ from data/*.h5).
+START_SET_SEED = 20260
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """Settings of a match.
+
+    Attributes:
+        tier: parameters the search may change (1 or 2).
+        budget_s: seconds for choosing the start and refining (the final render and export
+            come after, ~1 s).
+        max_evals: evaluations at most (None: only the time budget).
+        refine: False: keep the best starting candidate (no search).
+        workers: render processes.
+        sample_rate: Hz of the input analysis, final render and distances.
+        search_sample_rate: Hz of the renders during the search.
+        search_max_s: seconds of each search render at most (the start of the clip).
+        max_render_s: the longest clip matched; longer inputs are cropped.
+        start_candidates: nearest neighbours of the starting set scored at the target's note.
+        start_set_size: presets in the built-in starting set (0: no starting set, only init).
+        envelope_weight: weight of the loudness-contour term of the search loss.
+        sigma0, popsize, seed: CMA-ES settings (see :class:`vitalmatch.refine.RefineConfig`).
+    """
+
+    tier: int = 1
+    budget_s: float = 30.0
+    max_evals: int | None = None
+    refine: bool = True
+    workers: int = 2
+    sample_rate: int = 44100
+    search_sample_rate: int = 44100
+    search_max_s: float = 0.75
+    max_render_s: float = 10.0
+    start_candidates: int = 6
+    start_set_size: int = 256
+    envelope_weight: float = 0.5
+    sigma0: float = 0.1
+    popsize: int | None = None
+    seed: int = 0
+
+    def check(self) -> None:
+        from vitalmatch.synth.params import check_tier
+
+        check_tier(self.tier)
+        if self.tier > 2:
+            raise ValueError("matching supports --tier 1 or 2")
+        if not self.budget_s > 0:
+            raise ValueError(f"--budget-s must be > 0, got {self.budget_s}")
+        if self.max_evals is not None and self.max_evals < 1:
+            raise ValueError(f"--max-evals must be >= 1, got {self.max_evals}")
+        if self.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {self.workers}")
+        if not 0.1 <= self.search_max_s <= self.max_render_s:
+            raise ValueError(f"search window must be in 0.1..{self.max_render_s} s, got {self.search_max_s}")
+        if self.start_set_size < 0:
+            raise ValueError(f"start set size must be >= 0, got {self.start_set_size}")
+
+    def refine_config(self) -> RefineConfig:
+        return RefineConfig(
+            tier=self.tier,
+            budget_s=self.budget_s,
+            max_evals=self.max_evals,
+            sigma0=self.sigma0,
+            popsize=self.popsize,
+            seed=self.seed,
+        )
+
+
+@dataclass
+class Candidate:
+    """A starting point: full vectors, where it came from, its search loss."""
+
+    name: str
+    continuous: np.ndarray
+    categorical: np.ndarray
+    loss: float = math.nan
+    probabilities: dict[str, np.ndarray] | None = None
+
+
+@dataclass
+class MatchResult:
+    """One matched sound.
+
+    Attributes:
+        preset: the Vital preset dict (as the synth wrote it, with name/author/comments).
+        continuous, categorical: its full normalised vectors.
+        start: the chosen starting candidate's name (``"init"``, ``"prediction"``,
+            ``"start set #12 (random-t1-0000012@60)"``).
+        distance_init, distance_start, distance: full-quality multi-scale log-mel L1 to the input of
+            the init preset, the start, and the result.
+        render: ``(2, T)`` float32 full-quality render of the result at ``sample_rate``.
+        target: ``(T,)`` float32 the prepared input it was compared with.
+        note, note_s, render_s: how the preset is played (MIDI note, seconds held, seconds).
+        kept: which full-quality render was closest and is returned: ``"refined"``, ``"start"``
+            or ``"init"``.
+        candidates: ``{name: search loss}`` of the starting candidates.
+        refinement: the search, or None with ``refine=False``.
+        seconds: wall-clock time of the whole match.
+        interrupted: Ctrl-C ended the search early.
+        prepared: the analysed input (:class:`vitalmatch.audio.Prepared`).
+    """
+
+    preset: dict
+    continuous: np.ndarray
+    categorical: np.ndarray
+    start: str
+    distance_init: float
+    distance_start: float
+    distance: float
+    render: np.ndarray
+    target: np.ndarray
+    sample_rate: int
+    note: int
+    note_s: float
+    render_s: float
+    kept: str = "refined"
+    candidates: dict[str, float] = field(default_factory=dict)
+    refinement: Refinement | None = None
+    seconds: float = 0.0
+    interrupted: bool = False
+    prepared: object = None
+
+
+# ------------------------------------------------------------------------------------ starting set
+def cache_dir() -> Path:
+    """Where built-in artefacts live: ``$VITALMATCH_CACHE`` or ``~/.cache/vitalmatch``."""
+    return Path(os.environ.get("VITALMATCH_CACHE") or Path.home() / ".cache" / "vitalmatch")
+
+
+def _nn_features(audio: np.ndarray, sample_rate: int):
+    """``(B, T)`` audio -> ``(B, D)`` level-normalised, 4x4-pooled log-mels for nearest neighbours."""
+    import torch
+
+    from vitalmatch.features import FeatureConfig, log_mel
+
+    x = np.asarray(audio, np.float32)
+    rms = np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=-1, keepdims=True))
+    x = (x * (0.1 / np.maximum(rms, 1e-6))).astype(np.float32)
+    config = FeatureConfig(sample_rate=sample_rate, n_fft=1024, hop_length=256, n_mels=64)
+    m = log_mel(x[:, None, :], config)  # (B, 1, T): an explicit channel axis
+    return torch.nn.functional.avg_pool2d(m.unsqueeze(1), (4, 4)).flatten(1)
+
+
+class StartSet:
+    """The built-in starting set: random Tier-1 presets rendered at :data:`START_NOTES`, indexed by
+    coarse log-mels of their first ``window_s`` seconds (state: the index arrays).
+
+    Args:
+        path: the HDF5 dataset written by :func:`ensure_start_set`.
+    """
+
+    window_s = 1.0
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        from vitalmatch.data.storage import DatasetReader
+        from vitalmatch.synth.wavetables import WavetableCatalog
+
+        self.path = Path(path)
+        index = self.path.with_suffix(".index.npz")
+        with DatasetReader(self.path) as reader:
+            self.sample_rate = int(reader.sample_rate)
+            self.registry = ParamRegistry.from_json(reader.attrs["registry_json"])
+            self.catalog = WavetableCatalog.from_json_data(json.loads(reader.blob("wavetables").decode()))
+            self.notes = reader.metadata("midi_note").astype(int)
+            self.names = [str(n) for n in reader.metadata("preset_name")]
+            self.continuous = reader.continuous(np.arange(len(reader)))
+            self.categorical = reader.categorical(np.arange(len(reader)))
+            n = int(self.window_s * self.sample_rate)
+            if index.is_file():
+                self.features = np.load(index)["features"]
+            else:
+                chunks = [
+                    _nn_features(
+                        reader.audio(np.arange(s, min(len(reader), s + 128))).mean(axis=1)[:, :n],
+                        self.sample_rate,
+                    )
+                    for s in range(0, len(reader), 128)
+                ]
+                self.features = np.concatenate([c.numpy() for c in chunks]).astype(np.float32)
+                tmp = index.with_name(index.name + ".tmp.npz")
+                np.savez(tmp, features=self.features)
+                os.replace(tmp, index)
+
+    def __len__(self) -> int:
+        return len(self.notes)
+
+    def nearest(self, audio: np.ndarray, sample_rate: int, note: int, k: int) -> list[int]:
+        """Rows of the ``k`` presets closest to ``audio`` (mono ``(T,)``) at the stored note
+        nearest ``note``."""
+        import soxr
+        import torch
+
+        if len(self) == 0 or k <= 0:
+            return []
+        x = np.asarray(audio, np.float32)
+        if sample_rate != self.sample_rate:
+            x = soxr.resample(x, sample_rate, self.sample_rate).astype(np.float32)
+        n = int(self.window_s * self.sample_rate)
+        q = np.zeros(n, np.float32)
+        q[: min(n, len(x))] = x[:n]
+        stored = np.unique(self.notes)
+        near = int(stored[np.argmin(np.abs(stored - note))])
+        rows = np.flatnonzero(self.notes == near)
+        d = torch.cdist(_nn_features(q[None], self.sample_rate), torch.from_numpy(self.features[rows]), p=1)[
+            0
+        ]
+        return [int(rows[j]) for j in torch.argsort(d)[:k]]
+
+
+def start_set_path(size: int) -> Path:
+    """Cache file of the starting set of ``size`` presets (depends on the recipe and vita)."""
+    from vitalmatch.synth.params import _vita_version  # renders change with the synth version
+
+    key = hashlib.sha256(
+        f"{START_SET_VERSION}:{size}:{START_SET_SEED}:{_vita_version()}".encode()
+    ).hexdigest()
+    return cache_dir() / f"starts-t1-n{size}-{key[:10]}.h5"
+
+
+def ensure_start_set(size: int, *, workers: int = 2, progress: bool = True) -> StartSet | None:
+    """The starting set of ``size`` presets, rendered now if not cached (resumes a partial file).
+
+    Renders at 22.05 kHz, a 1 s note in a 1.5 s render, at :data:`START_NOTES`, through the
+    dataset pipeline (silent / clipping presets are rejected there). Returns None for ``size=0``.
+    """
+    if size <= 0:
+        return None
+    from vitalmatch.data.generate import GenerateConfig, generate
+    from vitalmatch.synth.render import RenderConfig
+
+    path = start_set_path(size)
+    done = path.with_suffix(".done")
+    if not done.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if progress:
+            import click
+
+            click.echo(
+                f"building the built-in starting set ({size} presets x {len(START_NOTES)} notes, once) in {path.parent}",
+                err=True,
+            )
+        config = GenerateConfig(
+            output=path,
+            n_presets=size,
+            tier=1,
+            seed=START_SET_SEED,
+            workers=workers,
+            render=RenderConfig(
+                sample_rate=22050,
+                notes=START_NOTES,
+                note_duration_s=1.0,
+                render_duration_s=1.5,
+                reproducible=False,
+            ),
+            resume=path.exists(),
+            progress=progress,
+            commit_every=16,
+        )
+        generate(config)
+        done.write_text(json.dumps({"size": size, "created": time.time()}))
+    return StartSet(path)
+
+
+# ------------------------------------------------------------------------------------ matcher
+def _union_catalog(primary, extra):
+    """Catalog with ``primary``'s tables first (their indices unchanged), then ``extra``'s others."""
+    from vitalmatch.synth.wavetables import WavetableCatalog
+
+    out = WavetableCatalog()
+    for cat in (primary, extra):
+        if cat is None:
+            continue
+        for e in cat:
+            if e.hash not in out:
+                out._add_hashed(e.table, e.hash, e.name, e.origin, e.custom)
+    return out
+
+
+class Matcher:
+    """Matches sounds one after another on one pool of synth workers (state: pool, start set,
+    optional network).
+
+    Args:
+        config: match settings.
+        checkpoint: a training run's ``best.pt`` / ``last.pt`` (None: start set and init only).
+        progress: show progress bars (stderr).
+    """
+
+    def __init__(
+        self, config: MatchConfig = MatchConfig(), checkpoint=None, *, progress: bool = False
+    ) -> None:
+        import torch
+
+        from vitalmatch.refine import init_worker
+        from vitalmatch.synth.pool import WorkerPool
+        from vitalmatch.synth.wavetables import WavetableCatalog
+
+        config.check()
+        self.config = config
+        self.show_progress = progress
+        torch.set_num_threads(1)  # the workers have the cores
+        self.predictor = None
+        ckpt_catalog = None
+        if checkpoint is not None:
+            from vitalmatch.learn.predict import Predictor
+
+            self.predictor = Predictor(checkpoint)
+            ckpt_catalog = self.predictor.wavetables()
+        self.starts = ensure_start_set(config.start_set_size, workers=config.workers, progress=progress)
+        self.catalog = _union_catalog(
+            ckpt_catalog, self.starts.catalog if self.starts else WavetableCatalog.builtin()
+        )
+        self.registry = ParamRegistry.from_synth(wavetable_names=self.catalog.names)
+        for other, what in ((self.predictor and self.predictor.full_registry, "checkpoint"),):
+            if other is not None and (
+                other.continuous_names != self.registry.continuous_names
+                or other.categorical_names != self.registry.categorical_names
+            ):
+                raise ValueError(f"the {what} was made with a different synth version (parameters differ)")
+        self.tables = [e.table for e in self.catalog]
+        self._wt_cols = [j for j, s in enumerate(self.registry.categorical) if s.name.endswith("_wavetable")]
+        self.pool = WorkerPool(
+            config.workers,
+            initializer=init_worker,
+            initargs=(self.registry.to_json(), self.tables, config.search_sample_rate),
+            task_timeout_s=30.0,
+        )
+        self._init_vectors = self._init_preset()
+        # pYIN's first call compiles (numba, ~3 s): pay it here, not inside a sound's budget
+        from vitalmatch.audio import estimate_pitch
+
+        t = np.arange(config.sample_rate // 2) / config.sample_rate
+        estimate_pitch((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), config.sample_rate)
+
+    # -- pieces -------------------------------------------------------------------------------
+    def _init_preset(self) -> tuple[np.ndarray, np.ndarray]:
+        """Vital's init preset with the sampler's reproducibility pins (random phase 0)."""
+        from vitalmatch.data.sampling import SamplerConfig
+
+        cont, cat = self.registry.defaults()
+        for name, raw in SamplerConfig().pins.items():
+            if name in self.registry:
+                kind, col = self.registry.locate(name)
+                (cont if kind == "continuous" else cat)[col] = self.registry[name].to_unit(raw)
+        return cont.astype(np.float32), cat.astype(np.int32)
+
+    def _from_start_set(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """A starting-set row's vectors with its wavetable indices mapped to this catalog."""
+        cont = self.starts.continuous[row].copy()
+        cat = self.starts.categorical[row].copy()
+        for j in self._wt_cols:
+            content_hash = self.starts.catalog[int(cat[j])].hash
+            cat[j] = self.catalog.index_of(content_hash)
+        return cont, cat
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> Matcher:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- matching -----------------------------------------------------------------------------
+    def match_file(
+        self,
+        path: str | os.PathLike,
+        *,
+        name: str | None = None,
+        author: str = "vitalmatch",
+        progress: Callable[[int, float, float], None] | None = None,
+    ) -> MatchResult:
+        """Match an audio file (see the module docstring).
+
+        Raises:
+            vitalmatch.audio.AudioError: the file is missing, not audio, silent or too short.
+        """
+        from vitalmatch.audio import prepare
+
+        cfg = self.config
+        t0 = time.perf_counter()
+        prepared = prepare(path, cfg.sample_rate, int(cfg.max_render_s * cfg.sample_rate))
+        clip_s = (len(prepared.clip.samples) - prepared.offset_samples) / cfg.sample_rate
+        render_s = float(min(max(clip_s, 0.25), cfg.max_render_s))
+        note_s = float(min(max(prepared.note_length_s, 0.05), render_s))
+        n = int(np.float32(render_s) * cfg.sample_rate)
+        target = prepared.samples[:n].copy()
+        stem = Path(path).stem
+        pitch = (
+            f"note {prepared.midi_note} (default: no pitch found)"
+            if prepared.midi_is_default
+            else f"note {prepared.midi_note} ({prepared.pitch.hz:.1f} Hz)"
+        )
+        result = self.match_audio(
+            target,
+            prepared.midi_note,
+            note_s,
+            name=name or stem,
+            author=author,
+            comments=f"Matched by vitalmatch from {Path(path).name}: {pitch}, held {note_s:.2f} s.",
+            progress=progress,
+        )
+        result.seconds = time.perf_counter() - t0
+        result.prepared = prepared
+        return result
+
+    def match_audio(
+        self,
+        target: np.ndarray,
+        note: int,
+        note_s: float,
+        *,
+        name: str = "vitalmatch",
+        author: str = "vitalmatch",
+        comments: str = "",
+        progress: Callable[[int, float, float], None] | None = None,
+        t0: float | None = None,
+    ) -> MatchResult:
+        """Match mono ``target`` ``(T,)`` at ``config.sample_rate`` played at MIDI ``note`` held
+        ``note_s`` seconds (the render lasts ``T`` samples)."""
+        import soxr
+
+        from vitalmatch.metrics import multiscale_mel_l1
+
+        cfg = self.config
+        t0 = time.perf_counter() if t0 is None else t0
+        budget = Budget(cfg.budget_s, cfg.max_evals, start=t0)
+        target = np.asarray(target, np.float32).reshape(-1)
+        render_s = len(target) / cfg.sample_rate
+        search_audio = soxr.resample(target, cfg.sample_rate, cfg.search_sample_rate).astype(np.float32)
+        search_audio = search_audio[: int(cfg.search_max_s * cfg.search_sample_rate)]
+        key = hashlib.sha1(search_audio.tobytes() + f"{note}:{note_s}".encode()).hexdigest()
+        search_target = SearchTarget(
+            key, search_audio, cfg.search_sample_rate, int(note), float(note_s), cfg.envelope_weight
+        )
+
+        # 1. starting candidates, scored at the target's note
+        candidates = [Candidate("init", *self._init_vectors)]
+        if self.starts is not None:
+            for row in self.starts.nearest(search_audio, cfg.search_sample_rate, note, cfg.start_candidates):
+                label = f"start set #{row} ({self.starts.names[row]}@{self.starts.notes[row]})"
+                candidates.append(Candidate(label, *self._from_start_set(row)))
+        if self.predictor is not None:
+            x = target
+            if self.predictor.sample_rate != cfg.sample_rate:
+                x = soxr.resample(target, cfg.sample_rate, self.predictor.sample_rate).astype(np.float32)
+            pred = self.predictor.predict_audio(x)
+            candidates.append(
+                Candidate("prediction", pred.continuous, pred.categorical, probabilities=pred.probabilities)
+            )
+        interrupted = False
+        try:
+            losses, _ = evaluate_batch(
+                self.pool, [(c.continuous, c.categorical) for c in candidates], search_target
+            )
+        except KeyboardInterrupt:
+            losses, interrupted = np.full(len(candidates), np.nan), True
+        budget.evals += len(candidates)
+        for c, loss in zip(candidates, losses, strict=True):
+            c.loss = float(loss)
+        finite = [c for c in candidates if math.isfinite(c.loss)]
+        start = min(finite, key=lambda c: c.loss) if finite else candidates[0]
+
+        # 2. refinement
+        refinement = None
+        best = (start.continuous, start.categorical)
+        if cfg.refine and not interrupted:
+            refinement = refine(
+                self.pool,
+                self.registry,
+                best,
+                search_target,
+                cfg.refine_config(),
+                probabilities=start.probabilities,
+                start_loss=start.loss,
+                progress=progress,
+                budget=budget,
+            )
+            best = (refinement.continuous, refinement.categorical)
+            interrupted = refinement.stopped_by == "interrupt"
+
+        # 3. full-quality renders: init, start, result; keep the better of start and result
+        vectors = [self._init_vectors, (start.continuous, start.categorical), best]
+        tasks = [(c, k, int(note), float(note_s), float(render_s), cfg.sample_rate) for c, k in vectors]
+        from vitalmatch.refine import final_task
+
+        finals = list(self.pool.map(final_task, tasks))
+        if not finals[1].ok:
+            raise RuntimeError(f"the starting preset could not be rendered: {finals[1].error}")
+
+        def mono(res):
+            return res.value[0].mean(axis=0)
+
+        dist = [
+            float(multiscale_mel_l1(mono(r), target, cfg.sample_rate)) if r.ok else math.inf for r in finals
+        ]
+        # the result unless it is silent or farther than the start or the init preset
+        keep = 2
+        silent = not finals[2].ok or float(np.abs(finals[2].value[0]).max()) < 1e-4
+        if silent or dist[2] > dist[1]:
+            keep = 1
+        if finals[0].ok and dist[0] < dist[keep]:
+            keep = 0
+        audio, text = finals[keep].value
+        cont, cat = vectors[keep]
+        preset = json.loads(text)
+        preset.update({"preset_name": name, "author": author, "comments": comments, "preset_style": ""})
+        return MatchResult(
+            preset=preset,
+            continuous=np.asarray(cont, np.float32),
+            categorical=np.asarray(cat, np.int32),
+            start=start.name,
+            kept=("init", "start", "refined")[keep],
+            distance_init=dist[0],
+            distance_start=dist[1],
+            distance=dist[keep],
+            render=audio,
+            target=target,
+            sample_rate=cfg.sample_rate,
+            note=int(note),
+            note_s=float(note_s),
+            render_s=float(render_s),
+            candidates={c.name: c.loss for c in candidates},
+            refinement=refinement,
+            seconds=time.perf_counter() - t0,
+            interrupted=interrupted,
+        )

@@ -1,0 +1,589 @@
+"""Refinement: search a preset's parameters with the synth in the loop (CMA-ES + a discrete pass).
+
+Stage: refine. Input: a starting preset (full normalised vectors of a
+:class:`~vitalmatch.synth.params.ParamRegistry`: ``(C,)`` float32 in [0, 1], ``(K,)`` int32), a
+:class:`SearchTarget` (mono audio ``(T,)`` float32 at the search rate, the MIDI note and note
+length to play) and a :class:`~vitalmatch.synth.pool.WorkerPool` started with
+:func:`init_worker`. Output: :class:`Refinement` -- the best vectors found, their search loss,
+and the loss curve.
+
+The search (:func:`refine`) runs in phases on one time and evaluation budget:
+
+1. CMA-ES (Hansen 2016, https://arxiv.org/abs/1604.00772; the ``cma`` package) over the
+   continuous parameters of the tier that can affect the sound with the current switches
+   (:func:`vitalmatch.synth.activity.activity_masks`), from the start, sigma ``sigma0``, bounds
+   [0, 1];
+2. a discrete pass over categoricals: the runner-up options of the most uncertain network
+   choices (with probabilities), or a few alternatives of each active categorical (without);
+   one change is taken per round when it lowers the loss;
+3. CMA-ES again from the best point, over the parameters active after the discrete pass.
+
+Speed. Each evaluation is a task for the pool; a worker keeps one ``vita.Synth``
+(``RenderConfig.reproducible=False``), sets only the controls that differ from its last
+candidate through cached handles (a full ``load_json`` only when a wavetable changes), renders at
+the search rate (22.05 kHz) for at most ``search_max_s`` seconds, and computes the loss with
+torch on one thread against target features it caches. A candidate that crashes the synth,
+times out or returns NaN costs a penalty worse than anything seen, not the run.
+
+Loss (:func:`search_loss`): the mean over three scales (~10 / 25 / 100 ms windows, as
+:func:`vitalmatch.metrics.multiscale_mel_l1`) of the L1 distance of ``log(mel + 1e-5)``, plus
+``envelope_weight`` times the L1 distance of ``log(mean square + 1e-5)`` over 10 ms frames (the
+loudness contour, same natural-log power units).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vitalmatch.synth.params import ParamRegistry
+from vitalmatch.synth.pool import WorkerPool
+
+#: Controls that only take effect when a preset is loaded (vita-facts §2.2), besides wavetables.
+LOAD_ONLY = frozenset({"oversampling"})
+#: Parameters the search never changes (reproducibility pins of the sampler).
+FROZEN = frozenset(
+    [f"osc_{i}_random_phase" for i in (1, 2, 3)] + [f"osc_{i}_transpose_quantize" for i in (1, 2, 3)]
+)
+#: Pitch offsets: CMA-ES leaves them alone (a continuous search over transposition wanders between
+#: octaves and harmonics: measured, a 24-dimensional search from a perturbed init preset ended at
+#: 0.39 of the start loss with them, at 0.06 without); the discrete pass tries octaves instead.
+PITCH = frozenset([f"osc_{i}_transpose" for i in (1, 2, 3)] + [f"osc_{i}_tune" for i in (1, 2, 3)])
+
+
+# ------------------------------------------------------------------------------------ settings
+@dataclass(frozen=True)
+class SearchTarget:
+    """What a candidate is compared with, and how it is played.
+
+    Attributes:
+        key: identifies the target (workers cache its features by key).
+        audio: ``(T,)`` float32 mono at ``sample_rate``; candidates render ``T`` samples.
+        sample_rate: Hz of the search renders.
+        note: MIDI note.
+        note_s: seconds from note-on to note-off (may exceed the render: the note is held).
+        envelope_weight: weight of the loudness-contour term of :func:`search_loss`.
+    """
+
+    key: str
+    audio: np.ndarray
+    sample_rate: int
+    note: int
+    note_s: float
+    envelope_weight: float = 0.5
+
+    @property
+    def render_s(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Search settings.
+
+    Attributes:
+        tier: the tier whose continuous (and categorical) parameters may change.
+        budget_s: wall-clock seconds for the whole search (checked between generations).
+        max_evals: candidate evaluations at most (None: only the time budget).
+        sigma0: CMA-ES initial step size in normalised units.
+        popsize: CMA-ES population (None: the ``cma`` default, 4 + 3 ln n).
+        first_phase: share of the budget for the first CMA-ES phase.
+        discrete_share: share of the budget the discrete pass may use at most.
+        top_k_categoricals: with network probabilities, how many of the most uncertain
+            categoricals get their runner-up options tried.
+        alternatives: options tried per categorical.
+        task_timeout_s: a candidate render taking longer is killed and penalised.
+        seed: CMA-ES and discrete-pass seed.
+    """
+
+    tier: int = 1
+    budget_s: float = 30.0
+    max_evals: int | None = None
+    sigma0: float = 0.1
+    popsize: int | None = None
+    first_phase: float = 0.5
+    discrete_share: float = 0.15
+    top_k_categoricals: int = 4
+    alternatives: int = 2
+    task_timeout_s: float = 20.0
+    seed: int = 0
+
+    def check(self) -> None:
+        if not self.budget_s > 0:
+            raise ValueError(f"--budget-s must be > 0, got {self.budget_s}")
+        if self.max_evals is not None and self.max_evals < 1:
+            raise ValueError(f"max evaluations must be >= 1, got {self.max_evals}")
+        if not 0 < self.sigma0 <= 0.5:
+            raise ValueError(f"sigma0 must be in (0, 0.5], got {self.sigma0}")
+
+
+@dataclass
+class Refinement:
+    """A search's outcome.
+
+    Attributes:
+        continuous, categorical: the best full vectors found (the start when nothing beat it).
+        loss: their search loss; ``start_loss``: the start's.
+        curve: ``(evaluations, seconds, best loss so far)`` after every generation / round.
+        evals: candidates evaluated; ``failures``: of which crashed, timed out or gave NaN.
+        seconds: wall-clock time of the search.
+        stopped_by: ``"budget"``, ``"evals"``, ``"converged"`` or ``"interrupt"``.
+        changes: categorical changes the discrete pass kept, as ``"name: old -> new"``.
+    """
+
+    continuous: np.ndarray
+    categorical: np.ndarray
+    loss: float
+    start_loss: float
+    curve: list[tuple[int, float, float]] = field(default_factory=list)
+    evals: int = 0
+    failures: int = 0
+    seconds: float = 0.0
+    stopped_by: str = "budget"
+    changes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------ loss
+_ENV_FRAME_S = 0.010
+_LOG_FLOOR = 1e-5
+
+
+def search_features(audio: np.ndarray, sample_rate: int) -> list:
+    """Features :func:`search_loss` compares: three log-mels ``(n_mels, frames)`` and the
+    ``(frames,)`` log mean-square contour of 10 ms frames; torch tensors, float32."""
+    import torch
+
+    from vitalmatch.features import log_mel
+    from vitalmatch.metrics import mel_scale_configs
+
+    x = torch.as_tensor(np.asarray(audio, dtype=np.float32).reshape(-1))
+    feats = [log_mel(x, config) for config in mel_scale_configs(int(sample_rate))]
+    frame = max(1, int(round(_ENV_FRAME_S * sample_rate)))
+    n = (len(x) // frame) * frame
+    ms = x[:n].reshape(-1, frame).square().mean(dim=1) if n else torch.zeros(1)
+    feats.append(torch.log(ms + _LOG_FLOOR))
+    return feats
+
+
+def search_loss(candidate: list, target: list, envelope_weight: float = 0.5) -> float:
+    """Multi-scale log-mel L1 + ``envelope_weight`` x log-loudness-contour L1 (natural-log power
+    units) between two :func:`search_features` lists of the same length of audio."""
+    mel = sum(float((c - t).abs().mean()) for c, t in zip(candidate[:-1], target[:-1], strict=True))
+    env = float((candidate[-1] - target[-1]).abs().mean())
+    return mel / (len(candidate) - 1) + envelope_weight * env
+
+
+# ------------------------------------------------------------------------------------ worker side
+class _Searcher:
+    """A worker's synth: keeps the last candidate's state and changes only what differs."""
+
+    def __init__(self, registry: ParamRegistry, tables: list[dict], sample_rate: int) -> None:
+        from vitalmatch.synth.render import RenderConfig, RenderEngine
+
+        self.registry = registry
+        self.tables = tables
+        self.engine = RenderEngine(
+            registry,
+            tables,
+            RenderConfig(sample_rate=sample_rate, notes=(60,), reproducible=False, settle_duration_s=0.5),
+        )
+        self.handles = dict(self.engine._controls)
+        # Columns whose change needs a full load (wavetables, load-only controls).
+        self.reload_cat = [
+            j
+            for j, s in enumerate(registry.categorical)
+            if s.name.endswith("_wavetable") or s.name in LOAD_ONLY
+        ]
+        self.reload_cont = [j for j, s in enumerate(registry.continuous) if s.name in LOAD_ONLY]
+        self.state: tuple[np.ndarray, np.ndarray, dict] | None = None
+        self.target_key: str | None = None
+        self.target_feats: list | None = None
+        self.full_engines: dict = {}
+
+    def apply(self, cont: np.ndarray, cat: np.ndarray) -> None:
+        """Bring the synth to the candidate: a full load when a load-only value changed, else set
+        the controls whose raw values differ."""
+        raw = self.registry.to_raw(cont, cat)
+        st = self.state
+        if (
+            st is None
+            or not np.array_equal(st[1][self.reload_cat], cat[self.reload_cat])
+            or not np.array_equal(st[0][self.reload_cont], cont[self.reload_cont])
+        ):
+            self.state = None
+            self.engine.load(cont, cat)
+        else:
+            old = st[2]
+            for name, handle in self.handles.items():
+                if raw[name] != old[name]:
+                    handle.set(raw[name])
+            self.engine.synth.render(0, 0.0, 0.001, 0.05)  # let smoothed values arrive
+        self.state = (cont.copy(), cat.copy(), raw)
+
+    def evaluate(self, cont: np.ndarray, cat: np.ndarray, target: SearchTarget) -> float:
+        if self.target_key != target.key:
+            self.target_feats = search_features(target.audio, target.sample_rate)
+            self.target_key = target.key
+        self.apply(cont, cat)
+        audio = self.engine.synth.render(int(target.note), 0.7, float(target.note_s), float(target.render_s))
+        if not np.isfinite(audio).all():
+            raise ValueError("the render holds NaN or Inf")
+        self.engine.flush()  # end the voice here, so the next candidate starts clean
+        mono = audio.mean(axis=0)[: len(target.audio)]
+        return search_loss(
+            search_features(mono, target.sample_rate), self.target_feats, target.envelope_weight
+        )
+
+    def final(self, cont, cat, note: int, note_s: float, render_s: float, sample_rate: int):
+        """Full-quality render (fresh synth, ``(2, T)``) and the preset JSON text the synth writes."""
+        from vitalmatch.synth.render import RenderConfig, RenderEngine
+
+        config = RenderConfig(
+            sample_rate=sample_rate, notes=(note,), note_duration_s=note_s, render_duration_s=render_s
+        )
+        engine = self.full_engines.get(config)
+        if engine is None:
+            engine = self.full_engines[config] = RenderEngine(self.registry, self.tables, config)
+        engine.load(cont, cat)
+        audio = engine.render_note(note)
+        if not np.isfinite(audio).all():
+            raise ValueError("the render holds NaN or Inf")
+        return audio, engine.to_json()
+
+
+_SEARCHER: _Searcher | None = None
+#: Test hook: ``"N"`` makes every N-th evaluation of a worker crash the synth for real
+#: (an unclamped ``chorus_voices``, vita-facts §4), to check that a search survives crashes.
+CRASH_EVERY_ENV = "VITALMATCH_TEST_CRASH_EVERY"
+_TASKS_DONE = 0
+
+
+def init_worker(registry_json: str, tables: list[dict], sample_rate: int) -> None:
+    """Pool initializer: one synth per worker process, torch on one thread."""
+    global _SEARCHER
+    import torch
+
+    torch.set_num_threads(1)
+    _SEARCHER = _Searcher(ParamRegistry.from_json(registry_json), tables, sample_rate)
+
+
+def evaluate_task(task: tuple) -> float:
+    """Pool task ``(continuous, categorical, SearchTarget)`` -> search loss."""
+    global _TASKS_DONE
+    assert _SEARCHER is not None, "the pool was not started with refine.init_worker"
+    _TASKS_DONE += 1
+    every = int(os.environ.get(CRASH_EVERY_ENV) or 0)
+    if every and _TASKS_DONE % every == 0:
+        handles = _SEARCHER.engine.synth.get_controls()
+        handles["chorus_on"].set(1.0)
+        handles["chorus_voices"].set(7.0)  # unclamped on purpose: SIGSEGV at render
+        _SEARCHER.engine.synth.render(60, 0.7, 0.1, 0.2)
+    cont, cat, target = task
+    return _SEARCHER.evaluate(np.asarray(cont, np.float32), np.asarray(cat, np.int32), target)
+
+
+def final_task(task: tuple):
+    """Pool task ``(continuous, categorical, note, note_s, render_s, sample_rate)`` ->
+    ``((2, T) float32 audio, preset JSON text)`` from a fresh, full-quality synth."""
+    assert _SEARCHER is not None, "the pool was not started with refine.init_worker"
+    cont, cat, note, note_s, render_s, sample_rate = task
+    return _SEARCHER.final(
+        np.asarray(cont, np.float32), np.asarray(cat, np.int32), note, note_s, render_s, sample_rate
+    )
+
+
+# ------------------------------------------------------------------------------------ parent side
+class Budget:
+    """Time and evaluation budget shared by the phases of a search."""
+
+    def __init__(self, seconds: float, max_evals: int | None, start: float | None = None) -> None:
+        self.t0 = time.perf_counter() if start is None else start
+        self.deadline = self.t0 + seconds
+        self.max_evals = max_evals
+        self.evals = 0
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    @property
+    def remaining_s(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def evals_left(self) -> int:
+        return 1 << 30 if self.max_evals is None else max(0, self.max_evals - self.evals)
+
+    def spent(self) -> str | None:
+        if self.remaining_s <= 0:
+            return "budget"
+        if self.evals_left() <= 0:
+            return "evals"
+        return None
+
+
+def evaluate_batch(
+    pool: WorkerPool, candidates: list[tuple[np.ndarray, np.ndarray]], target: SearchTarget
+) -> tuple[np.ndarray, int]:
+    """Search losses ``(n,)`` of candidates evaluated in parallel; failed ones are NaN.
+
+    Returns:
+        ``(losses, failures)``.
+    """
+    losses = np.full(len(candidates), np.nan)
+    for result in pool.map_unordered(evaluate_task, ((c, k, target) for c, k in candidates)):
+        if result.ok and math.isfinite(result.value):
+            losses[result.index] = float(result.value)
+    return losses, int(np.isnan(losses).sum())
+
+
+class _Search:
+    """Bookkeeping of one :func:`refine` call (best point, curve, penalties)."""
+
+    def __init__(self, pool, registry: ParamRegistry, target, budget: Budget, progress) -> None:
+        self.pool, self.registry, self.target = pool, registry, target
+        self.budget, self.progress = budget, progress
+        self.best: tuple[float, np.ndarray, np.ndarray] | None = None
+        self.worst = 0.0
+        self.failures = 0
+        self.curve: list[tuple[int, float, float]] = []
+
+    def run(self, candidates: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Evaluate, update the best, and return losses with failures replaced by a penalty."""
+        losses, failed = evaluate_batch(self.pool, candidates, self.target)
+        self.budget.evals += len(candidates)
+        self.failures += failed
+        finite = losses[np.isfinite(losses)]
+        if len(finite):
+            self.worst = max(self.worst, float(finite.max()))
+            j = int(np.nanargmin(losses))
+            if self.best is None or losses[j] < self.best[0]:
+                self.best = (float(losses[j]), candidates[j][0].copy(), candidates[j][1].copy())
+        losses = np.where(np.isfinite(losses), losses, self.worst + 1.0 + abs(self.worst))
+        best = self.best[0] if self.best else math.inf
+        self.curve.append((self.budget.evals, self.budget.elapsed, best))
+        if self.progress is not None:
+            self.progress(self.budget.evals, self.budget.elapsed, best)
+        return losses
+
+
+def searchable_columns(
+    registry: ParamRegistry, continuous: np.ndarray, categorical: np.ndarray, tier: int
+) -> np.ndarray:
+    """Continuous columns CMA-ES moves: in the tier, not frozen, active for these switches."""
+    from vitalmatch.synth.activity import activity_masks
+
+    active, _ = activity_masks(registry, continuous, categorical)
+    cols = [
+        j
+        for j, s in enumerate(registry.continuous)
+        if s.tier <= tier and s.name not in FROZEN | PITCH | LOAD_ONLY and active[j]
+    ]
+    return np.array(cols, dtype=int)
+
+
+def _cma_phase(search: _Search, config: RefineConfig, deadline_s: float, seed: int) -> str | None:
+    """CMA-ES from the current best over its active columns until ``deadline_s`` (budget
+    seconds elapsed) or the budget ends. Returns why it stopped (None: reached ``deadline_s``)."""
+    import cma
+
+    _, cont0, cat0 = search.best
+    reg = search.registry
+    cols = searchable_columns(reg, cont0, cat0, config.tier)
+    if len(cols) < 2:
+        return "nothing to search"
+    integer = [i for i, j in enumerate(cols) if reg.continuous[j].integer]
+    opts = {
+        "bounds": [0.0, 1.0],
+        "seed": seed + 1,  # cma treats seed 0 as "random"
+        "verbose": -9,
+        "tolfun": 1e-4,
+    }
+    if config.popsize:
+        opts["popsize"] = config.popsize
+    if integer:
+        opts["integer_variables"] = integer
+    es = cma.CMAEvolutionStrategy(cont0[cols].astype(np.float64), config.sigma0, opts)
+    while True:
+        why = search.budget.spent()
+        if why:
+            return why
+        if search.budget.elapsed >= deadline_s:
+            return None
+        if es.stop():
+            return "converged"
+        n = min(es.popsize, search.budget.evals_left())
+        xs = es.ask()
+        candidates = []
+        for x in xs[:n]:
+            c = cont0.copy()
+            c[cols] = np.clip(x, 0.0, 1.0)
+            candidates.append((c, cat0))
+        losses = search.run(candidates)
+        if n == es.popsize:
+            es.tell(xs, losses.tolist())
+
+
+def _discrete_candidates(
+    registry: ParamRegistry,
+    continuous: np.ndarray,
+    categorical: np.ndarray,
+    config: RefineConfig,
+    probabilities: dict[str, np.ndarray] | None,
+    rng: np.random.Generator,
+) -> list[tuple[str, str, int, float]]:
+    """Single changes ``(kind, name, column, new value)`` to try on the current best: ``kind`` is
+    ``"categorical"`` (an option index) or ``"continuous"`` (a unit value: octave transposes and
+    zero tune of the oscillators that sound)."""
+    from vitalmatch.synth.activity import activity_masks
+
+    cont_active, active = activity_masks(registry, continuous, categorical)
+    out: list[tuple[str, str, int, float]] = []
+    for j, spec in enumerate(registry.continuous):
+        if spec.name not in PITCH or spec.tier > config.tier or not cont_active[j]:
+            continue
+        raw = spec.from_unit(float(continuous[j]))
+        values = [raw - 12, raw + 12, 0.0] if spec.name.endswith("_transpose") else [0.0]
+        for v in values:
+            if spec.min <= v <= spec.max and v != raw:
+                out.append(("continuous", spec.name, j, spec.to_unit(v)))
+    cols = [
+        j
+        for j, s in enumerate(registry.categorical)
+        if s.tier <= config.tier and s.name not in LOAD_ONLY and s.n_options > 1 and active[j]
+    ]
+    if probabilities:
+        ranked = sorted(
+            (j for j in cols if registry.categorical[j].name in probabilities),
+            key=lambda j: float(np.max(probabilities[registry.categorical[j].name])),
+        )
+        for j in ranked[: config.top_k_categoricals]:
+            p = probabilities[registry.categorical[j].name]
+            options = [int(o) for o in np.argsort(-p) if int(o) != int(categorical[j])]
+            out += [
+                ("categorical", registry.categorical[j].name, j, o) for o in options[: config.alternatives]
+            ]
+        return out
+    for j in cols:
+        spec = registry.categorical[j]
+        options = [o for o in range(spec.n_options) if o != int(categorical[j])]
+        for o in rng.permutation(options)[: config.alternatives]:
+            out.append(("categorical", spec.name, j, int(o)))
+    return out
+
+
+def _discrete_phase(
+    search: _Search, config: RefineConfig, deadline_s: float, probabilities, rng, changes: list[str]
+) -> str | None:
+    """Greedy rounds of single changes until none lowers the loss by 1% or time is up."""
+    reg = search.registry
+    tried: set[tuple[str, int, float]] = set()
+    while True:
+        why = search.budget.spent()
+        if why:
+            return why
+        if search.budget.elapsed >= deadline_s:
+            return None
+        best_loss, cont, cat = search.best
+        proposals = [
+            p
+            for p in _discrete_candidates(reg, cont, cat, config, probabilities, rng)
+            if (p[0], p[2], p[3]) not in tried
+        ][: search.budget.evals_left()]
+        if not proposals:
+            return None
+        tried.update((kind, j, v) for kind, _, j, v in proposals)
+        candidates = []
+        for kind, _, j, v in proposals:
+            c, k = cont.copy(), cat.copy()
+            if kind == "continuous":
+                c[j] = v
+            else:
+                k[j] = int(v)
+            candidates.append((c, k))
+        losses = search.run(candidates)
+        i = int(np.argmin(losses))
+        if not losses[i] < 0.99 * best_loss:
+            if search.best[0] < best_loss:  # a change below the 1% margin became the best: undo
+                search.best = (best_loss, cont, cat)
+            return None
+        kind, name, col, value = proposals[i]
+        spec = reg[name]
+        if kind == "continuous":
+            changes.append(f"{name}: {spec.from_unit(float(cont[col])):g} -> {spec.from_unit(value):g}")
+        else:
+            changes.append(f"{name}: {spec.option_name(int(cat[col]))} -> {spec.option_name(int(value))}")
+
+
+def refine(
+    pool: WorkerPool,
+    registry: ParamRegistry,
+    start: tuple[np.ndarray, np.ndarray],
+    target: SearchTarget,
+    config: RefineConfig = RefineConfig(),
+    *,
+    probabilities: dict[str, np.ndarray] | None = None,
+    start_loss: float | None = None,
+    progress: Callable[[int, float, float], None] | None = None,
+    budget: Budget | None = None,
+) -> Refinement:
+    """Search from ``start`` for the preset whose render is closest to ``target``.
+
+    Args:
+        pool: a pool started with ``initializer=init_worker`` on ``registry`` (and its tables).
+        registry: the full registry the vectors follow.
+        start: ``(continuous (C,), categorical (K,))`` full vectors.
+        target: the sound to match, at the search rate.
+        config: search settings.
+        probabilities: network probabilities per categorical name (steers the discrete pass).
+        start_loss: the start's search loss if already known (else it is evaluated first).
+        progress: called as ``progress(evaluations, seconds, best_loss)`` after each batch.
+        budget: a budget already running (e.g. including the choice of the start); default: a
+            new one of ``config.budget_s`` / ``config.max_evals``.
+
+    Returns:
+        :class:`Refinement`; never worse than the start by the search loss. Ctrl-C ends the
+        search early with ``stopped_by == "interrupt"`` and the best found so far.
+    """
+    config.check()
+    budget = budget or Budget(config.budget_s, config.max_evals)
+    search = _Search(pool, registry, target, budget, progress)
+    cont0 = np.asarray(start[0], np.float32).copy()
+    cat0 = np.asarray(start[1], np.int32).copy()
+    rng = np.random.default_rng(config.seed)
+    changes: list[str] = []
+    stopped: str | None = None
+    try:
+        if start_loss is None or not math.isfinite(start_loss):
+            start_loss = float(search.run([(cont0, cat0)])[0])
+        else:
+            search.best = (float(start_loss), cont0, cat0)
+        total = budget.elapsed + max(0.0, budget.remaining_s)
+        t1 = budget.elapsed + config.first_phase * (total - budget.elapsed)
+        stopped = _cma_phase(search, config, t1, config.seed)
+        if stopped in (None, "converged", "nothing to search"):
+            t2 = budget.elapsed + config.discrete_share * total
+            stopped = _discrete_phase(search, config, t2, probabilities, rng, changes)
+        restart = 1
+        while stopped in (None, "converged"):  # restarts from the best point until the budget ends
+            stopped = _cma_phase(search, config, math.inf, config.seed + 1000 * restart)
+            restart += 1
+    except KeyboardInterrupt:
+        stopped = "interrupt"
+    best_loss, cont, cat = search.best if search.best else (start_loss, cont0, cat0)
+    return Refinement(
+        continuous=cont,
+        categorical=cat,
+        loss=float(best_loss),
+        start_loss=float(start_loss),
+        curve=search.curve,
+        evals=budget.evals,
+        failures=search.failures,
+        seconds=budget.elapsed,
+        stopped_by="converged" if stopped in (None, "nothing to search") else stopped,
+        changes=changes,
+    )

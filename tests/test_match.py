@@ -1,0 +1,207 @@
+"""Matching end to end: the real CLI, the real synth, a built-in starting set rendered on first use."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vitalmatch.data.sampling import PresetSampler, SamplerConfig
+from vitalmatch.synth.export import read_vital
+from vitalmatch.synth.render import RenderConfig, RenderEngine
+
+START_SET = 8  # presets in the test's starting set (the product default is 256)
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    """A private cache with a small starting set, built once through the real code path."""
+    from vitalmatch.match import ensure_start_set
+
+    path = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("VITALMATCH_CACHE")
+    os.environ["VITALMATCH_CACHE"] = str(path)
+    try:
+        starts = ensure_start_set(START_SET, progress=False)
+    finally:
+        if old is None:
+            del os.environ["VITALMATCH_CACHE"]
+        else:
+            os.environ["VITALMATCH_CACHE"] = old
+    assert len(starts) >= 3 * START_SET  # several notes per preset
+    return path
+
+
+@pytest.fixture(scope="session")
+def sounds(tmp_path_factory, registry, catalog):
+    """Two synthetic target sounds (random Tier-1 presets at MIDI 57, 1.2 s) as WAV files."""
+    folder = tmp_path_factory.mktemp("sounds")
+    engine = RenderEngine(
+        registry,
+        [e.table for e in catalog],
+        RenderConfig(sample_rate=44100, notes=(57,), note_duration_s=0.6, render_duration_s=1.2),
+    )
+    sampler = PresetSampler(registry, SamplerConfig(tier=1, seed=11))
+    paths, i = [], 0
+    while len(paths) < 2:
+        p = sampler.preset(i)
+        i += 1
+        audio = engine.render(p.continuous, p.categorical)[0]
+        if 0.05 < np.abs(audio).max() < 0.99:
+            path = folder / f"sound{len(paths)}.wav"
+            sf.write(path, audio.T, 44100)
+            paths.append(path)
+    return paths
+
+
+def _run(args, cache, **kw):
+    env = {**os.environ, "VITALMATCH_CACHE": str(cache)}
+    return subprocess.run(
+        [sys.executable, "-m", "vitalmatch", "match", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        **kw,
+    )
+
+
+def _renders(preset: dict) -> np.ndarray:
+    from vitalmatch.synth.params import ParamRegistry
+    from vitalmatch.synth.wavetables import WavetableCatalog
+
+    cat = WavetableCatalog.builtin()
+    engine = RenderEngine(
+        ParamRegistry.from_synth(wavetable_names=cat.names),
+        [e.table for e in cat],
+        RenderConfig(notes=(57,), note_duration_s=0.6, render_duration_s=1.2),
+    )
+    engine.load_preset_dict(preset)
+    return engine.render_note(57)
+
+
+def test_match_without_checkpoint_end_to_end(cache, sounds, tmp_path):
+    out = tmp_path / "match.vital"
+    r = _run(
+        [sounds[0], "-o", out, "--budget-s", "6", "--start-set", START_SET, "--wav", "--no-progress"], cache
+    )
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"init ([\d.]+), before refinement ([\d.]+), after ([\d.]+)", r.stdout)
+    assert m, r.stdout
+    init, before, after = map(float, m.groups())
+    assert after <= before and after <= init
+    assert after < 0.9 * init  # a 6-second search gets measurably closer than the init preset
+    assert re.search(r"search: \d+ renders in [\d.]+ s", r.stdout)
+    preset = read_vital(out)
+    assert preset["preset_name"] == "sound0" and "sound0.wav" in preset["comments"]
+    audio = _renders(preset)  # the file loads in a fresh synth and sounds
+    assert np.abs(audio).max() > 1e-3
+    wav, sr = sf.read(out.with_suffix(".wav"))
+    assert sr == 44100 and wav.shape[1] == 2
+
+
+def test_batch_folder_with_a_bad_file(cache, sounds, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.wav").write_bytes(sounds[1].read_bytes())
+    (folder / "broken.wav").write_text("not audio at all")
+    out = tmp_path / "out"
+    r = _run([folder, "-o", out, "--max-evals", "30", "--start-set", START_SET, "--no-progress"], cache)
+    assert r.returncode == 1
+    assert "1 of 2 inputs failed" in r.stderr and "broken.wav" in r.stderr
+    assert (out / "good.vital").is_file() and not (out / "broken.vital").exists()
+    rows = (out / "summary.tsv").read_text().splitlines()
+    assert rows[0].split("\t")[:5] == ["input", "note", "init", "start", "final"]
+    assert {row.split("\t")[0] for row in rows[1:]} == {"good.wav", "broken.wav"}
+    good = next(row.split("\t") for row in rows[1:] if row.startswith("good.wav"))
+    assert float(good[4]) <= float(good[3])
+
+
+def test_ctrl_c_writes_the_best_preset_so_far(cache, sounds, tmp_path):
+    out = tmp_path / "interrupted.vital"
+    env = {**os.environ, "VITALMATCH_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vitalmatch",
+            "match",
+            str(sounds[0]),
+            "-o",
+            str(out),
+            "--budget-s",
+            "120",
+            "--start-set",
+            str(START_SET),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    # wait until the search runs (the progress bar reports evaluations), then press "Ctrl-C"
+    deadline = time.time() + 120
+    seen = ""
+    while time.time() < deadline and "evals" not in seen:
+        seen += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
+    assert "evals" in seen, seen
+    os.killpg(proc.pid, signal.SIGINT)  # the whole group, as a terminal does
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted: wrote the best preset found so far" in stderr
+    assert np.abs(_renders(read_vital(out))).max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.wav", "does not exist"),
+        (lambda d: (d / "x.wav").write_text("nope") and d / "x.wav", "x.wav"),
+    ],
+)
+def test_bad_input_gives_one_line(cache, tmp_path, make, message):
+    path = make(tmp_path)
+    r = _run([path, "-o", tmp_path / "o.vital", "--start-set", START_SET, "--no-progress"], cache)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("error:") and message in line
+    assert not (tmp_path / "o.vital").exists()
+
+
+def test_matcher_with_a_checkpoint_uses_the_prediction(
+    cache, sounds, tiny_eval_dataset, tmp_path, monkeypatch
+):
+    from vitalmatch.learn.train import TrainConfig, fit
+    from vitalmatch.match import MatchConfig, Matcher
+
+    run = tmp_path / "run"
+    fit(
+        TrainConfig(
+            data=str(tiny_eval_dataset),
+            out=str(run),
+            epochs=1,
+            batch_size=4,
+            n_mels=64,
+            n_fft=1024,
+            hop_length=256,
+            progress=False,
+            logger="none",
+            threads=1,
+        )
+    )
+    monkeypatch.setenv("VITALMATCH_CACHE", str(cache))
+    with Matcher(MatchConfig(budget_s=5, start_set_size=START_SET), run / "last.pt") as matcher:
+        result = matcher.match_file(sounds[1])
+    assert "prediction" in result.candidates and np.isfinite(result.candidates["prediction"])
+    assert len(result.candidates) == 1 + 6 + 1  # init, nearest starting presets, prediction
+    assert result.distance <= result.distance_start and result.distance <= result.distance_init
+    assert result.seconds < 5 + 10  # the budget plus analysis and the final renders
+    assert result.render.shape == (2, int(np.float32(result.render_s) * 44100))

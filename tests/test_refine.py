@@ -1,0 +1,129 @@
+"""Refinement with the real synth in worker processes: recovery, budgets, crashes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vitalmatch.refine import (
+    CRASH_EVERY_ENV,
+    RefineConfig,
+    SearchTarget,
+    init_worker,
+    refine,
+    search_features,
+    search_loss,
+    searchable_columns,
+)
+from vitalmatch.synth.pool import WorkerPool
+from vitalmatch.synth.render import RenderConfig, RenderEngine
+
+SR = 44100
+NOTE = 57
+PERTURBED = {"filter_1_cutoff": 0.25, "osc_1_level": -0.3, "env_1_decay": -0.25}
+
+
+@pytest.fixture(scope="module")
+def setup(registry, catalog):
+    """A known preset (init with filter 1 on), its render, and a pool of search workers."""
+    tables = [e.table for e in catalog]
+    cont, cat = registry.defaults()
+    cont, cat = cont.astype(np.float32), cat.astype(np.int32)
+    cat[registry.locate("filter_1_on")[1]] = 1
+    for name, u in (
+        ("filter_1_cutoff", 0.45),
+        ("filter_1_resonance", 0.5),
+        ("env_1_decay", 0.5),
+        ("env_1_sustain", 0.3),
+    ):
+        cont[registry.locate(name)[1]] = u
+    for osc in (1, 2, 3):
+        cont[registry.locate(f"osc_{osc}_random_phase")[1]] = 0.0
+    engine = RenderEngine(
+        registry,
+        tables,
+        RenderConfig(sample_rate=SR, notes=(NOTE,), note_duration_s=0.4, render_duration_s=0.6),
+    )
+    audio = engine.render(cont, cat)[0].mean(axis=0)
+    target = SearchTarget("known", audio, SR, NOTE, 0.4)
+    with WorkerPool(
+        2, initializer=init_worker, initargs=(registry.to_json(), tables, SR), task_timeout_s=20
+    ) as pool:
+        yield pool, cont, cat, target
+
+
+def _perturbed(registry, cont):
+    c = cont.copy()
+    for name, delta in PERTURBED.items():
+        j = registry.locate(name)[1]
+        c[j] = np.clip(c[j] + delta, 0, 1)
+    return c
+
+
+def test_search_loss_is_zero_for_identical_audio_and_grows_with_gain():
+    t = np.linspace(0, 0.5, SR // 2, dtype=np.float32)
+    x = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    fx = search_features(x, SR)
+    assert search_loss(fx, fx) == 0.0
+    half = search_loss(search_features(0.5 * x, SR), fx, envelope_weight=0.0)
+    quarter = search_loss(search_features(0.25 * x, SR), fx, envelope_weight=0.0)
+    assert 0.1 < half < quarter  # loud bins shift by 2 ln 2 per halving (quiet ones stay at the floor)
+    assert search_loss(search_features(0.5 * x, SR), fx, envelope_weight=1.0) > half
+
+
+def test_searchable_columns_follow_the_switches(registry, setup):
+    _, cont, cat = setup[:3]
+    cols = {registry.continuous[j].name for j in searchable_columns(registry, cont, cat, tier=1)}
+    assert "filter_1_cutoff" in cols and "env_1_decay" in cols
+    assert "osc_1_random_phase" not in cols  # frozen pin
+    assert not any(n.startswith("osc_3") or n.startswith("lfo_") for n in cols)  # off / not tier 1
+    off = cat.copy()
+    off[registry.locate("filter_1_on")[1]] = 0
+    cols_off = {registry.continuous[j].name for j in searchable_columns(registry, cont, off, tier=1)}
+    assert "filter_1_cutoff" not in cols_off
+
+
+def test_refinement_recovers_perturbed_parameters(registry, setup):
+    pool, cont, cat, target = setup
+    start = _perturbed(registry, cont)
+    result = refine(pool, registry, (start, cat), target, RefineConfig(budget_s=40, max_evals=700, seed=1))
+    assert result.start_loss > 1.0, "the perturbation must be audible for the test to mean anything"
+    assert result.loss < min(0.5, 0.2 * result.start_loss), (
+        result.start_loss,
+        result.loss,
+        result.stopped_by,
+    )
+    # the cutoff has no stand-in among the other parameters: it comes back (level and decay can be
+    # traded against volume and the envelope's hold / curve, so only the sound is checked for them)
+    j = registry.locate("filter_1_cutoff")[1]
+    assert abs(float(result.continuous[j] - cont[j])) < 0.06
+    # the curve is monotone and ends at the reported loss
+    bests = [b for _, _, b in result.curve]
+    assert all(b2 <= b1 for b1, b2 in zip(bests, bests[1:], strict=False))
+    assert bests[-1] == pytest.approx(result.loss)
+
+
+def test_budgets_are_respected(registry, setup):
+    pool, cont, cat, target = setup
+    start = _perturbed(registry, cont)
+    by_evals = refine(pool, registry, (start, cat), target, RefineConfig(budget_s=60, max_evals=37))
+    assert by_evals.evals <= 37 and by_evals.stopped_by == "evals"
+    by_time = refine(pool, registry, (start, cat), target, RefineConfig(budget_s=2.0))
+    assert by_time.stopped_by == "budget"
+    assert by_time.seconds < 2.0 + 1.5  # at most one generation past the deadline
+    assert by_time.loss <= by_time.start_loss
+
+
+def test_a_crashing_candidate_does_not_stop_the_search(registry, catalog, setup, monkeypatch):
+    _, cont, cat, target = setup
+    monkeypatch.setenv(CRASH_EVERY_ENV, "6")  # workers inherit it: every 6th render of a worker segfaults
+    tables = [e.table for e in catalog]
+    with WorkerPool(
+        2, initializer=init_worker, initargs=(registry.to_json(), tables, SR), task_timeout_s=20
+    ) as pool:
+        result = refine(
+            pool, registry, (_perturbed(registry, cont), cat), target, RefineConfig(budget_s=60, max_evals=25)
+        )
+    assert result.failures >= 2
+    assert result.evals == 25 and result.stopped_by == "evals"
+    assert result.loss < result.start_loss
