@@ -66,6 +66,8 @@ class MatchConfig:
         max_render_s: the longest clip matched; longer inputs are cropped.
         start_candidates: nearest neighbours of the starting set scored at the target's note.
         start_set_size: presets in the built-in starting set (0: no starting set, only init).
+        start_from: ``"best"`` (the candidate with the lowest search loss), or only ``"init"``,
+            ``"neighbour"`` (nearest presets of the starting set) or ``"prediction"`` (the network).
         envelope_weight: weight of the loudness-contour term of the search loss.
         sigma0, popsize, seed: CMA-ES settings (see :class:`vitalmatch.refine.RefineConfig`).
     """
@@ -81,6 +83,7 @@ class MatchConfig:
     max_render_s: float = 10.0
     start_candidates: int = 6
     start_set_size: int = 256
+    start_from: str = "best"
     envelope_weight: float = 0.5
     sigma0: float = 0.1
     popsize: int | None = None
@@ -100,6 +103,10 @@ class MatchConfig:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
         if not 0.1 <= self.search_max_s <= self.max_render_s:
             raise ValueError(f"search window must be in 0.1..{self.max_render_s} s, got {self.search_max_s}")
+        if self.start_from not in ("best", "init", "neighbour", "prediction"):
+            raise ValueError(
+                f"start_from must be best, init, neighbour or prediction, got {self.start_from!r}"
+            )
         if self.start_set_size < 0:
             raise ValueError(f"start set size must be >= 0, got {self.start_set_size}")
 
@@ -464,6 +471,7 @@ class Matcher:
         comments: str = "",
         progress: Callable[[int, float, float], None] | None = None,
         t0: float | None = None,
+        snapshots: tuple[tuple[str, float], ...] = (),
     ) -> MatchResult:
         """Match mono ``target`` ``(T,)`` at ``config.sample_rate`` played at MIDI ``note`` held
         ``note_s`` seconds (the render lasts ``T`` samples)."""
@@ -507,7 +515,10 @@ class Matcher:
         budget.evals += len(candidates)
         for c, loss in zip(candidates, losses, strict=True):
             c.loss = float(loss)
-        finite = [c for c in candidates if math.isfinite(c.loss)]
+        prefix = {"init": "init", "neighbour": "start set", "prediction": "prediction"}.get(
+            cfg.start_from, ""
+        )
+        finite = [c for c in candidates if math.isfinite(c.loss) and c.name.startswith(prefix)]
         start = min(finite, key=lambda c: c.loss) if finite else candidates[0]
 
         # 2. refinement
@@ -524,6 +535,7 @@ class Matcher:
                 start_loss=start.loss,
                 progress=progress,
                 budget=budget,
+                snapshots=snapshots,
             )
             best = (refinement.continuous, refinement.categorical)
             interrupted = refinement.stopped_by == "interrupt"

@@ -52,7 +52,7 @@ FROZEN = frozenset(
 )
 #: Pitch offsets: CMA-ES leaves them alone (a continuous search over transposition wanders between
 #: octaves and harmonics: measured, a 24-dimensional search from a perturbed init preset ended at
-#: 0.39 of the start loss with them, at 0.06 without); the discrete pass tries octaves instead.
+#: 0.60 of the start loss with them after 900 renders, at 0.06 without); the discrete pass tries octaves instead.
 PITCH = frozenset([f"osc_{i}_transpose" for i in (1, 2, 3)] + [f"osc_{i}_tune" for i in (1, 2, 3)])
 
 
@@ -134,6 +134,8 @@ class Refinement:
         seconds: wall-clock time of the search.
         stopped_by: ``"budget"``, ``"evals"``, ``"converged"`` or ``"interrupt"``.
         changes: categorical changes the discrete pass kept, as ``"name: old -> new"``.
+        snapshots: ``{"evals:100": (continuous, categorical, loss, evals, seconds), "s:30": ...}``,
+            the best point when the search passed each requested evaluation count / second.
     """
 
     continuous: np.ndarray
@@ -146,6 +148,7 @@ class Refinement:
     seconds: float = 0.0
     stopped_by: str = "budget"
     changes: list[str] = field(default_factory=list)
+    snapshots: dict[str, tuple[np.ndarray, np.ndarray, float, int, float]] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------ loss
@@ -344,9 +347,11 @@ def evaluate_batch(
 class _Search:
     """Bookkeeping of one :func:`refine` call (best point, curve, penalties)."""
 
-    def __init__(self, pool, registry: ParamRegistry, target, budget: Budget, progress) -> None:
+    def __init__(self, pool, registry: ParamRegistry, target, budget: Budget, progress, marks=()) -> None:
         self.pool, self.registry, self.target = pool, registry, target
         self.budget, self.progress = budget, progress
+        self.marks = list(marks)  # ("evals" | "s", threshold) not yet reached
+        self.snapshots: dict = {}
         self.best: tuple[float, np.ndarray, np.ndarray] | None = None
         self.worst = 0.0
         self.failures = 0
@@ -365,6 +370,17 @@ class _Search:
                 self.best = (float(losses[j]), candidates[j][0].copy(), candidates[j][1].copy())
         losses = np.where(np.isfinite(losses), losses, self.worst + 1.0 + abs(self.worst))
         best = self.best[0] if self.best else math.inf
+        for mark in list(self.marks):
+            kind, threshold = mark
+            value = self.budget.evals if kind == "evals" else self.budget.elapsed
+            if value >= threshold and self.best is not None:
+                self.snapshots[f"{kind}:{threshold:g}"] = (
+                    *self.best[1:],
+                    best,
+                    self.budget.evals,
+                    self.budget.elapsed,
+                )
+                self.marks.remove(mark)
         self.curve.append((self.budget.evals, self.budget.elapsed, best))
         if self.progress is not None:
             self.progress(self.budget.evals, self.budget.elapsed, best)
@@ -530,6 +546,7 @@ def refine(
     start_loss: float | None = None,
     progress: Callable[[int, float, float], None] | None = None,
     budget: Budget | None = None,
+    snapshots: tuple[tuple[str, float], ...] = (),
 ) -> Refinement:
     """Search from ``start`` for the preset whose render is closest to ``target``.
 
@@ -544,6 +561,8 @@ def refine(
         progress: called as ``progress(evaluations, seconds, best_loss)`` after each batch.
         budget: a budget already running (e.g. including the choice of the start); default: a
             new one of ``config.budget_s`` / ``config.max_evals``.
+        snapshots: ``(("evals", 100), ("s", 30), ...)``: keep the best point as it was when the
+            search passed these marks (for quality-against-budget curves).
 
     Returns:
         :class:`Refinement`; never worse than the start by the search loss. Ctrl-C ends the
@@ -551,7 +570,7 @@ def refine(
     """
     config.check()
     budget = budget or Budget(config.budget_s, config.max_evals)
-    search = _Search(pool, registry, target, budget, progress)
+    search = _Search(pool, registry, target, budget, progress, snapshots)
     cont0 = np.asarray(start[0], np.float32).copy()
     cat0 = np.asarray(start[1], np.int32).copy()
     rng = np.random.default_rng(config.seed)
@@ -575,6 +594,14 @@ def refine(
     except KeyboardInterrupt:
         stopped = "interrupt"
     best_loss, cont, cat = search.best if search.best else (start_loss, cont0, cat0)
+    for kind, threshold in search.marks:  # marks the search stopped before: the final point
+        search.snapshots[f"{kind}:{threshold:g}"] = (
+            cont,
+            cat,
+            float(best_loss),
+            budget.evals,
+            budget.elapsed,
+        )
     return Refinement(
         continuous=cont,
         categorical=cat,
@@ -586,4 +613,5 @@ def refine(
         seconds=budget.elapsed,
         stopped_by="converged" if stopped in (None, "nothing to search") else stopped,
         changes=changes,
+        snapshots=search.snapshots,
     )
