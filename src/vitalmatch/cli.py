@@ -30,7 +30,7 @@ def cli() -> None:
     """vitalmatch: turn a sound into a preset for the Vital synthesizer.
 
     Stages: params -> discover-wt -> generate -> inspect -> train -> predict -> evaluate -> match;
-    tutorial explains a preset.
+    tutorial explains a preset; demo serves matching as a local web page.
     """
 
 
@@ -707,6 +707,46 @@ def _tutorial_command():
 
 
 _tutorial_command()
+
+
+# ---------------------------------------------------------------------------------------- demo
+@cli.command("demo")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (127.0.0.1: this machine only; the page has no login).",
+)
+@click.option("--port", type=int, default=7860, show_default=True, help="TCP port.")
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="best.pt of a training run (optional).",
+)
+@click.option(
+    "--start-set",
+    "start_set",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Presets in the built-in starting set (0: init preset only).",
+)
+@click.option("--workers", type=int, default=2, show_default=True, help="Render processes.")
+def demo_cmd(host, port, checkpoint, start_set, workers) -> None:
+    """Open a local web page: upload or record a sound, get a matched .vital preset.
+
+    Needs the demo extra (pip install 'vitalmatch[demo]'). Ctrl-C stops the server.
+    """
+    from vitalmatch.demo import DemoConfig, serve
+
+    config = DemoConfig(
+        host=host, port=port, checkpoint=checkpoint, start_set_size=start_set, workers=workers
+    )
+    config.check()
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"note: listening on {host}: anyone who can reach it can use the demo", err=True)
+    serve(config, ready=lambda url: click.echo(f"vitalmatch demo: {url} (Ctrl-C stops it)"))
 
 
 def main(argv: list[str] | None = None) -> None:

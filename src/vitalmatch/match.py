@@ -381,11 +381,17 @@ class Matcher:
             task_timeout_s=30.0,
         )
         self._init_vectors = self._init_preset()
-        # pYIN's first call compiles (numba, ~3 s): pay it here, not inside a sound's budget
+        # Pay start-up costs here, not inside a sound's budget: pYIN's first call compiles (numba,
+        # ~3 s) and each worker starts and loads its synth (~3-6 s on 2 cores).
         from vitalmatch.audio import estimate_pitch
 
         t = np.arange(config.sample_rate // 2) / config.sample_rate
-        estimate_pitch((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), config.sample_rate)
+        tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+        estimate_pitch(tone, config.sample_rate)
+        warm = SearchTarget(
+            "warm-up", tone[: config.search_sample_rate // 4], config.search_sample_rate, 57, 0.1
+        )
+        evaluate_batch(self.pool, [self._init_vectors] * config.workers, warm)
 
     # -- pieces -------------------------------------------------------------------------------
     def _init_preset(self) -> tuple[np.ndarray, np.ndarray]:
