@@ -62,7 +62,9 @@ class MatchConfig:
         workers: render processes.
         sample_rate: Hz of the input analysis, final render and distances.
         search_sample_rate: Hz of the renders during the search.
-        search_max_s: seconds of each search render at most (the start of the clip).
+        search_max_s: seconds of each search render at most (the start of the clip). Shorter is
+            faster but the full-quality distance follows the search less (measured on two sounds,
+            30 s each: 0.75 s windows ended at 2.04 / 1.41, 1.9 s windows at 1.12 / 1.30).
         max_render_s: the longest clip matched; longer inputs are cropped.
         start_candidates: nearest neighbours of the starting set scored at the target's note.
         start_set_size: presets in the built-in starting set (0: no starting set, only init).
@@ -79,7 +81,7 @@ class MatchConfig:
     workers: int = 2
     sample_rate: int = 44100
     search_sample_rate: int = 44100
-    search_max_s: float = 0.75
+    search_max_s: float = 2.0
     max_render_s: float = 10.0
     start_candidates: int = 6
     start_set_size: int = 256

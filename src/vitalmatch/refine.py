@@ -21,8 +21,8 @@ The search (:func:`refine`) runs in phases on one time and evaluation budget:
 Speed. Each evaluation is a task for the pool; a worker keeps one ``vita.Synth``
 (``RenderConfig.reproducible=False``), sets only the controls that differ from its last
 candidate through cached handles (a full ``load_json`` only when a wavetable changes), renders at
-the search rate (22.05 kHz) for at most ``search_max_s`` seconds, and computes the loss with
-torch on one thread against target features it caches. A candidate that crashes the synth,
+the search rate (44.1 kHz by default: Vital sounds different at 22.05 kHz) for the target's
+length, and computes the loss with torch on one thread against target features it caches. A candidate that crashes the synth,
 times out or returns NaN costs a penalty worse than anything seen, not the run.
 
 Loss (:func:`search_loss`): the mean over three scales (~10 / 25 / 100 ms windows, as
