@@ -53,3 +53,23 @@ def tiny_eval_dataset(tmp_path_factory):
         )
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_eval_checkpoint(tiny_eval_dataset, tmp_path_factory):
+    """``last.pt`` of one training epoch on :func:`tiny_eval_dataset`."""
+    from vitalmatch.learn.train import TrainConfig, fit
+
+    out = tmp_path_factory.mktemp("eval") / "run"
+    fit(
+        TrainConfig(
+            data=str(tiny_eval_dataset),
+            out=str(out),
+            epochs=1,
+            batch_size=4,
+            progress=False,
+            logger="none",
+            threads=1,
+        )
+    )
+    return out / "last.pt"

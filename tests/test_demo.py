@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.sounds import render_vital, write_audible_wavs
 from vitalmatch.synth.export import read_vital
-from vitalmatch.synth.render import RenderConfig, RenderEngine
 
 CHROMIUM = Path("/usr/bin/chromium")
 START_SET = 8  # presets in the test's starting set (the product default is 256)
@@ -43,40 +43,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _renders(preset: dict) -> np.ndarray:
-    """The preset loaded into a fresh synth, one note (as tests/test_match.py checks files)."""
-    from vitalmatch.synth.params import ParamRegistry
-    from vitalmatch.synth.wavetables import WavetableCatalog
-
-    cat = WavetableCatalog.builtin()
-    engine = RenderEngine(
-        ParamRegistry.from_synth(wavetable_names=cat.names),
-        [e.table for e in cat],
-        RenderConfig(notes=(57,), note_duration_s=0.6, render_duration_s=1.2),
-    )
-    engine.load_preset_dict(preset)
-    return engine.render_note(57)
-
-
 @pytest.fixture(scope="module")
 def sound(tmp_path_factory, registry, catalog) -> Path:
     """A 1-second synthetic target (a random Tier-1 preset at MIDI 57) as a WAV file."""
-    from vitalmatch.data.sampling import PresetSampler, SamplerConfig
-
-    engine = RenderEngine(
-        registry,
-        [e.table for e in catalog],
-        RenderConfig(sample_rate=44100, notes=(57,), note_duration_s=0.5, render_duration_s=1.0),
-    )
-    sampler = PresetSampler(registry, SamplerConfig(tier=1, seed=5))
-    for i in range(50):
-        p = sampler.preset(i)
-        audio = engine.render(p.continuous, p.categorical)[0]
-        if 0.05 < np.abs(audio).max() < 0.99:
-            path = tmp_path_factory.mktemp("sound") / "my sound.wav"
-            sf.write(path, audio.T, 44100)
-            return path
-    raise AssertionError("no audible preset in 50 draws")
+    folder = tmp_path_factory.mktemp("sound")
+    return write_audible_wavs(registry, catalog, folder, ["my sound.wav"], seed=5, note_s=0.5, render_s=1.0)[
+        0
+    ]
 
 
 # ------------------------------------------------------------------------------------ pieces
@@ -155,7 +128,8 @@ def server(tmp_path_factory):
                 pytest.fail(f"the demo server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as r:
-                    if r.status == 200:
+                    # the page can answer a moment before the server prints its URL line
+                    if r.status == 200 and f"vitalmatch demo: {url}" in log.read_text():
                         break
             except OSError:
                 pass
@@ -274,7 +248,7 @@ def test_browser_upload_match_and_download(browser, server, sound, tmp_path):
     download.save_as(saved)
     preset = read_vital(saved)
     assert preset["preset_name"] == "my sound"
-    assert np.abs(_renders(preset)).max() > 1e-3  # loads in a fresh synth and sounds
+    assert np.abs(render_vital(preset)).max() > 1e-3  # loads in a fresh synth and sounds
 
     outside = sorted({urlparse(u).netloc for u in requests if urlparse(u).scheme in ("http", "https")})
     assert outside == [f"127.0.0.1:{server['port']}"], outside  # no CDN, no telemetry

@@ -7,31 +7,12 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from vitalmatch.data.storage import DatasetReader
 from vitalmatch.evaluate import EvaluateConfig, evaluate
-from vitalmatch.learn.train import TrainConfig, fit
 
 
-@pytest.fixture(scope="module")
-def model(tiny_eval_dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("eval") / "run"
-    fit(
-        TrainConfig(
-            data=str(tiny_eval_dataset),
-            out=str(out),
-            epochs=1,
-            batch_size=4,
-            progress=False,
-            logger="none",
-            threads=1,
-        )
-    )
-    return out / "last.pt"
-
-
-def test_evaluate_end_to_end(tiny_eval_dataset, model, presets_dir, tmp_path):
+def test_evaluate_end_to_end(tiny_eval_dataset, tiny_eval_checkpoint, presets_dir, tmp_path):
     out = tmp_path / "report"
     two = tmp_path / "two"
     two.mkdir()
@@ -41,7 +22,7 @@ def test_evaluate_end_to_end(tiny_eval_dataset, model, presets_dir, tmp_path):
     r = subprocess.run(
         [
             sys.executable, "-m", "vitalmatch", "evaluate", "--data", str(tiny_eval_dataset),
-            "--checkpoint", str(model), "--presets", str(two), "-o", str(out), "--max-test", "4",
+            "--checkpoint", str(tiny_eval_checkpoint), "--presets", str(two), "-o", str(out), "--max-test", "4",
             "--images", "1", "--no-progress",
         ],
         capture_output=True, text=True, timeout=600,

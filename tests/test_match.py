@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vitalmatch.data.sampling import PresetSampler, SamplerConfig
+from tests.sounds import render_vital, write_audible_wavs
 from vitalmatch.synth.export import read_vital
-from vitalmatch.synth.render import RenderConfig, RenderEngine
 
 START_SET = 8  # presets in the test's starting set (the product default is 256)
 
@@ -43,22 +42,9 @@ def cache(tmp_path_factory):
 def sounds(tmp_path_factory, registry, catalog):
     """Two synthetic target sounds (random Tier-1 presets at MIDI 57, 1.2 s) as WAV files."""
     folder = tmp_path_factory.mktemp("sounds")
-    engine = RenderEngine(
-        registry,
-        [e.table for e in catalog],
-        RenderConfig(sample_rate=44100, notes=(57,), note_duration_s=0.6, render_duration_s=1.2),
+    return write_audible_wavs(
+        registry, catalog, folder, ["sound0.wav", "sound1.wav"], seed=11, note_s=0.6, render_s=1.2
     )
-    sampler = PresetSampler(registry, SamplerConfig(tier=1, seed=11))
-    paths, i = [], 0
-    while len(paths) < 2:
-        p = sampler.preset(i)
-        i += 1
-        audio = engine.render(p.continuous, p.categorical)[0]
-        if 0.05 < np.abs(audio).max() < 0.99:
-            path = folder / f"sound{len(paths)}.wav"
-            sf.write(path, audio.T, 44100)
-            paths.append(path)
-    return paths
 
 
 def _run(args, cache, **kw):
@@ -71,20 +57,6 @@ def _run(args, cache, **kw):
         timeout=300,
         **kw,
     )
-
-
-def _renders(preset: dict) -> np.ndarray:
-    from vitalmatch.synth.params import ParamRegistry
-    from vitalmatch.synth.wavetables import WavetableCatalog
-
-    cat = WavetableCatalog.builtin()
-    engine = RenderEngine(
-        ParamRegistry.from_synth(wavetable_names=cat.names),
-        [e.table for e in cat],
-        RenderConfig(notes=(57,), note_duration_s=0.6, render_duration_s=1.2),
-    )
-    engine.load_preset_dict(preset)
-    return engine.render_note(57)
 
 
 def test_match_without_checkpoint_end_to_end(cache, sounds, tmp_path):
@@ -101,7 +73,7 @@ def test_match_without_checkpoint_end_to_end(cache, sounds, tmp_path):
     assert re.search(r"search: \d+ renders in [\d.]+ s", r.stdout)
     preset = read_vital(out)
     assert preset["preset_name"] == "sound0" and "sound0.wav" in preset["comments"]
-    audio = _renders(preset)  # the file loads in a fresh synth and sounds
+    audio = render_vital(preset)  # the file loads in a fresh synth and sounds
     assert np.abs(audio).max() > 1e-3
     wav, sr = sf.read(out.with_suffix(".wav"))
     assert sr == 44100 and wav.shape[1] == 2
@@ -157,7 +129,7 @@ def test_ctrl_c_writes_the_best_preset_so_far(cache, sounds, tmp_path):
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted: wrote the best preset found so far" in stderr
-    assert np.abs(_renders(read_vital(out))).max() > 1e-3
+    assert np.abs(render_vital(read_vital(out))).max() > 1e-3
 
 
 @pytest.mark.parametrize(
@@ -176,29 +148,11 @@ def test_bad_input_gives_one_line(cache, tmp_path, make, message):
     assert not (tmp_path / "o.vital").exists()
 
 
-def test_matcher_with_a_checkpoint_uses_the_prediction(
-    cache, sounds, tiny_eval_dataset, tmp_path, monkeypatch
-):
-    from vitalmatch.learn.train import TrainConfig, fit
+def test_matcher_with_a_checkpoint_uses_the_prediction(cache, sounds, tiny_eval_checkpoint, monkeypatch):
     from vitalmatch.match import MatchConfig, Matcher
 
-    run = tmp_path / "run"
-    fit(
-        TrainConfig(
-            data=str(tiny_eval_dataset),
-            out=str(run),
-            epochs=1,
-            batch_size=4,
-            n_mels=64,
-            n_fft=1024,
-            hop_length=256,
-            progress=False,
-            logger="none",
-            threads=1,
-        )
-    )
     monkeypatch.setenv("VITALMATCH_CACHE", str(cache))
-    with Matcher(MatchConfig(budget_s=5, start_set_size=START_SET), run / "last.pt") as matcher:
+    with Matcher(MatchConfig(budget_s=5, start_set_size=START_SET), tiny_eval_checkpoint) as matcher:
         result = matcher.match_file(sounds[1])
     assert "prediction" in result.candidates and np.isfinite(result.candidates["prediction"])
     assert len(result.candidates) == 1 + 6 + 1  # init, nearest starting presets, prediction

@@ -39,7 +39,7 @@ import torch
 
 from vitalmatch.data.sampling import PresetSampler, SamplerConfig
 from vitalmatch.data.storage import DatasetReader
-from vitalmatch.features import FeatureConfig, log_mel
+from vitalmatch.features import FeatureConfig, log_mel, pooled_log_mel
 from vitalmatch.learn.data import dataset_registry, learnable_registry, training_means
 from vitalmatch.metrics import all_metrics, median_ci
 from vitalmatch.synth.activity import activity_masks
@@ -161,13 +161,6 @@ def _level(x: np.ndarray) -> np.ndarray:
     return x * (_RMS_REF / rms) if rms > 1e-6 else x
 
 
-def _coarse_mels(audio: np.ndarray, features: FeatureConfig) -> torch.Tensor:
-    """``(B, T)`` audio -> ``(B, 32 * frames/4)`` pooled log-mels for nearest-neighbour search."""
-    m = log_mel(np.asarray(audio)[:, None, :], features)  # (B, 1, T): an explicit channel axis
-    m = torch.nn.functional.avg_pool2d(m.unsqueeze(1), (4, 4)).flatten(1)
-    return m
-
-
 class _NearestNeighbour:
     """Training examples indexed by coarse log-mels; query -> the closest example's vectors."""
 
@@ -176,13 +169,13 @@ class _NearestNeighbour:
         chunks = []
         for start in range(0, len(rows), 256):
             sel = rows[start : start + 256]
-            chunks.append(_coarse_mels(reader.audio(sel).mean(axis=1), features))
+            chunks.append(pooled_log_mel(reader.audio(sel).mean(axis=1), features))
         self.index = torch.cat(chunks)
         self.continuous = reader.continuous(rows)
         self.categorical = reader.categorical(rows)
 
     def query(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        q = _coarse_mels(audio[None], self.features)
+        q = pooled_log_mel(audio[None], self.features)
         j = int(torch.cdist(q, self.index, p=1).argmin())
         return self.continuous[j].copy(), self.categorical[j].copy()
 

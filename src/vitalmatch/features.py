@@ -95,3 +95,15 @@ def log_mel(audio, config: FeatureConfig = FeatureConfig()):
     ).to(x.device)
     mel = torch.matmul(basis, power)
     return torch.log(mel + config.log_floor).reshape(*lead, config.n_mels, -1)
+
+
+def pooled_log_mel(audio, config: FeatureConfig, pool: int = 4):
+    """Coarse log-mels for nearest-neighbour search: ``(B, T)`` mono audio ->
+    ``(B, (n_mels // pool) * (frames // pool))`` float32, :func:`log_mel` averaged over
+    ``pool x pool`` (bands x frames) tiles."""
+    import torch
+
+    m = log_mel(
+        np.asarray(audio, dtype=np.float32)[:, None, :], config
+    )  # (B, 1, T): an explicit channel axis
+    return torch.nn.functional.avg_pool2d(m.unsqueeze(1), (pool, pool)).flatten(1)

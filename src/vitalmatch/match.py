@@ -21,7 +21,7 @@ Steps (:meth:`Matcher.match_file`):
    to the start.
 
 The built-in starting set is rendered by the project itself on first use (:func:`ensure_start_set`,
-~1 minute on 2 cores for 256 presets) with the dataset pipeline (:func:`vitalmatch.data.generate`)
+~2 minutes on 2 cores for 256 presets) with the dataset pipeline (:func:`vitalmatch.data.generate`)
 into ``$VITALMATCH_CACHE`` (default ``~/.cache/vitalmatch``), then reused.
 """
 
@@ -38,7 +38,15 @@ from pathlib import Path
 
 import numpy as np
 
-from vitalmatch.refine import Budget, RefineConfig, Refinement, SearchTarget, evaluate_batch, refine
+from vitalmatch.refine import (
+    Budget,
+    RefineConfig,
+    Refinement,
+    SearchTarget,
+    evaluate_batch,
+    final_task,
+    refine,
+)
 from vitalmatch.synth.params import ParamRegistry
 
 #: Notes the built-in starting set is rendered at.
@@ -185,17 +193,13 @@ def cache_dir() -> Path:
 
 
 def _nn_features(audio: np.ndarray, sample_rate: int):
-    """``(B, T)`` audio -> ``(B, D)`` level-normalised, 4x4-pooled log-mels for nearest neighbours."""
-    import torch
-
-    from vitalmatch.features import FeatureConfig, log_mel
+    """``(B, T)`` audio -> ``(B, D)`` level-normalised coarse log-mels for nearest neighbours."""
+    from vitalmatch.features import FeatureConfig, pooled_log_mel
 
     x = np.asarray(audio, np.float32)
     rms = np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=-1, keepdims=True))
     x = (x * (0.1 / np.maximum(rms, 1e-6))).astype(np.float32)
-    config = FeatureConfig(sample_rate=sample_rate, n_fft=1024, hop_length=256, n_mels=64)
-    m = log_mel(x[:, None, :], config)  # (B, 1, T): an explicit channel axis
-    return torch.nn.functional.avg_pool2d(m.unsqueeze(1), (4, 4)).flatten(1)
+    return pooled_log_mel(x, FeatureConfig(sample_rate=sample_rate, n_fft=1024, hop_length=256, n_mels=64))
 
 
 class StartSet:
@@ -328,8 +332,7 @@ def _union_catalog(primary, extra):
         if cat is None:
             continue
         for e in cat:
-            if e.hash not in out:
-                out._add_hashed(e.table, e.hash, e.name, e.origin, e.custom)
+            out.add(e.table, name=e.name, origin=e.origin, custom=e.custom)
     return out
 
 
@@ -368,12 +371,12 @@ class Matcher:
             ckpt_catalog, self.starts.catalog if self.starts else WavetableCatalog.builtin()
         )
         self.registry = ParamRegistry.from_synth(wavetable_names=self.catalog.names)
-        for other, what in ((self.predictor and self.predictor.full_registry, "checkpoint"),):
-            if other is not None and (
-                other.continuous_names != self.registry.continuous_names
-                or other.categorical_names != self.registry.categorical_names
-            ):
-                raise ValueError(f"the {what} was made with a different synth version (parameters differ)")
+        other = self.predictor.full_registry if self.predictor else None
+        if other is not None and (
+            other.continuous_names != self.registry.continuous_names
+            or other.categorical_names != self.registry.categorical_names
+        ):
+            raise ValueError("the checkpoint was made with a different synth version (parameters differ)")
         self.tables = [e.table for e in self.catalog]
         self._wt_cols = [j for j, s in enumerate(self.registry.categorical) if s.name.endswith("_wavetable")]
         self.pool = WorkerPool(
@@ -551,8 +554,6 @@ class Matcher:
         # 3. full-quality renders: init, start, result; keep the better of start and result
         vectors = [self._init_vectors, (start.continuous, start.categorical), best]
         tasks = [(c, k, int(note), float(note_s), float(render_s), cfg.sample_rate) for c, k in vectors]
-        from vitalmatch.refine import final_task
-
         finals = list(self.pool.map(final_task, tasks))
         if not finals[1].ok:
             raise RuntimeError(f"the starting preset could not be rendered: {finals[1].error}")

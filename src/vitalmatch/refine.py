@@ -264,14 +264,16 @@ _SEARCHER: _Searcher | None = None
 #: (an unclamped ``chorus_voices``, vita-facts §4), to check that a search survives crashes.
 CRASH_EVERY_ENV = "VITALMATCH_TEST_CRASH_EVERY"
 _TASKS_DONE = 0
+_CRASH_EVERY = 0
 
 
 def init_worker(registry_json: str, tables: list[dict], sample_rate: int) -> None:
     """Pool initializer: one synth per worker process, torch on one thread."""
-    global _SEARCHER
+    global _SEARCHER, _CRASH_EVERY
     import torch
 
     torch.set_num_threads(1)
+    _CRASH_EVERY = int(os.environ.get(CRASH_EVERY_ENV) or 0)
     _SEARCHER = _Searcher(ParamRegistry.from_json(registry_json), tables, sample_rate)
 
 
@@ -280,8 +282,7 @@ def evaluate_task(task: tuple) -> float:
     global _TASKS_DONE
     assert _SEARCHER is not None, "the pool was not started with refine.init_worker"
     _TASKS_DONE += 1
-    every = int(os.environ.get(CRASH_EVERY_ENV) or 0)
-    if every and _TASKS_DONE % every == 0:
+    if _CRASH_EVERY and _TASKS_DONE % _CRASH_EVERY == 0:
         handles = _SEARCHER.engine.synth.get_controls()
         handles["chorus_on"].set(1.0)
         handles["chorus_voices"].set(7.0)  # unclamped on purpose: SIGSEGV at render
