@@ -5,6 +5,8 @@ of the best preset after 100, 300 and 1000 renders and after 30 s, renders every
 quality and reports the median multi-scale log-mel L1 relative to the init preset's distance
 (``ratio``; goals: <= 0.20 on Tier-1 synthetic sounds and <= 0.50 on real presets within 30 s) and
 the search speed in candidate evaluations per second (goal >= 40 on a 2-core machine).
+``returned`` is the distance of the preset the matcher returns (the closest of its final
+full-quality renders of the start, the result and the search's runner-up best points).
 
 Methods: ``init+cma`` (start: Vital's init preset), ``nn+cma`` (start: the nearest presets of the
 built-in starting set), ``net`` (the network's prediction, no search), ``net+cma``.
@@ -197,6 +199,10 @@ def _summarise(runs: list[dict], methods: list[str]) -> dict:
                     "seconds": float(np.median([p[2] for p in vals])),
                     "reached": sum(key in r["points"] for r in rs),
                 }
+            row["returned"] = {  # what the matcher returns: the closest of its final renders
+                "distance": float(np.median([r["final"] for r in rs])),
+                "ratio": float(np.median([r["final"] / r["init"] for r in rs])),
+            }
             speeds = [r["evals_per_s"] for r in rs if r["evals_per_s"]]
             row["evals_per_s"] = float(np.median(speeds)) if speeds else None
             out[f"{s}/{m}"] = row
@@ -204,8 +210,8 @@ def _summarise(runs: list[dict], methods: list[str]) -> dict:
 
 
 def _table(summary: dict) -> str:
-    head = "| set | method | init | 0 renders | 100 | 300 | 1000 | after 30 s | renders/s |"
-    lines = [head, "|" + "---|" * 9]
+    head = "| set | method | init | 0 renders | 100 | 300 | 1000 | after 30 s | returned | renders/s |"
+    lines = [head, "|" + "---|" * 10]
     for key, row in summary.items():
         s, m = key.split("/")
         cells = []
@@ -213,6 +219,7 @@ def _table(summary: dict) -> str:
             p = row[f"{kind}:{v:g}"]
             t = f" ({p['seconds']:.0f} s)" if kind == "evals" and v else ""
             cells.append(f"{p['distance']:.2f} = {p['ratio']:.2f}x{t}")
+        cells.append(f"{row['returned']['distance']:.2f} = {row['returned']['ratio']:.2f}x")
         speed = f"{row['evals_per_s']:.1f}" if row["evals_per_s"] else "-"
         lines.append(
             f"| {s} (n={row['n']}) | {m} | {row['init']:.2f} | " + " | ".join(cells) + f" | {speed} |"

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.processes import default_sigint
 from tests.sounds import render_vital, write_audible_wavs
 from vitalmatch.synth.export import read_vital
 
@@ -119,6 +120,7 @@ def server(tmp_path_factory):
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            preexec_fn=default_sigint,  # stopped with SIGINT below
         )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180  # the first start renders the starting set and the examples

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.processes import default_sigint
 from tests.sounds import render_vital, write_audible_wavs
 from vitalmatch.synth.export import read_vital
 
@@ -118,6 +119,7 @@ def test_ctrl_c_writes_the_best_preset_so_far(cache, sounds, tmp_path):
         text=True,
         env=env,
         start_new_session=True,
+        preexec_fn=default_sigint,
     )
     # wait until the search runs (the progress bar reports evaluations), then press "Ctrl-C"
     deadline = time.time() + 120

@@ -7,6 +7,7 @@ import pytest
 
 from vitalmatch.refine import (
     CRASH_EVERY_ENV,
+    ELITES,
     RefineConfig,
     SearchTarget,
     init_worker,
@@ -101,6 +102,11 @@ def test_refinement_recovers_perturbed_parameters(registry, setup):
     bests = [b for _, _, b in result.curve]
     assert all(b2 <= b1 for b1, b2 in zip(bests, bests[1:], strict=False))
     assert bests[-1] == pytest.approx(result.loss)
+    # the remembered best points: the result first, then runner-ups the curve passed through
+    losses = [loss for _, _, loss in result.elites]
+    assert 2 <= len(losses) <= ELITES and losses == sorted(losses) and losses[0] == result.loss
+    assert np.array_equal(result.elites[0][0], result.continuous)
+    assert all(loss in bests or loss == result.start_loss for loss in losses)
 
 
 def test_budgets_are_respected(registry, setup):

@@ -15,10 +15,11 @@ Steps (:meth:`Matcher.match_file`):
    with the lowest search loss is the start;
 3. refinement with the synth in the loop (:func:`vitalmatch.refine.refine`) on the rest of the
    time budget;
-4. a full-quality render (fresh synth, 44.1 kHz, the whole clip) of the start and the refined
-   preset; the closer one by :func:`vitalmatch.metrics.multiscale_mel_l1` is kept, so the result is
-   never worse than the start (nor than the init preset). A result that renders silent falls back
-   to the start.
+4. a full-quality render (fresh synth, 44.1 kHz, the whole clip) of the init preset, the start,
+   the refined preset and the search's runner-up best points (:attr:`Refinement.elites`: the
+   search's reused synth can rank near-equal points differently from a fresh one); the closest by
+   :func:`vitalmatch.metrics.multiscale_mel_l1` that is not silent is kept, so the result is never
+   worse than the start (nor than the init preset).
 
 The built-in starting set is rendered by the project itself on first use (:func:`ensure_start_set`,
 ~2 minutes on 2 cores for 256 presets) with the dataset pipeline (:func:`vitalmatch.data.generate`)
@@ -551,8 +552,11 @@ class Matcher:
             best = (refinement.continuous, refinement.categorical)
             interrupted = refinement.stopped_by == "interrupt"
 
-        # 3. full-quality renders: init, start, result; keep the better of start and result
+        # 3. full-quality renders: init, start, result and the search's runner-up best points
+        # (its loss comes from a reused synth: a runner-up can be closer at full quality)
         vectors = [self._init_vectors, (start.continuous, start.categorical), best]
+        if refinement is not None:
+            vectors += [(c, k) for c, k, _ in refinement.elites[1:]]
         tasks = [(c, k, int(note), float(note_s), float(render_s), cfg.sample_rate) for c, k in vectors]
         finals = list(self.pool.map(final_task, tasks))
         if not finals[1].ok:
@@ -564,11 +568,12 @@ class Matcher:
         dist = [
             float(multiscale_mel_l1(mono(r), target, cfg.sample_rate)) if r.ok else math.inf for r in finals
         ]
-        # the result unless it is silent or farther than the start or the init preset
-        keep = 2
-        silent = not finals[2].ok or float(np.abs(finals[2].value[0]).max()) < 1e-4
-        if silent or dist[2] > dist[1]:
-            keep = 1
+        # the closest sounding search point, unless the start or the init preset is closer
+        keep = 1
+        for i in range(2, len(finals)):
+            silent = not finals[i].ok or float(np.abs(finals[i].value[0]).max()) < 1e-4
+            if not silent and dist[i] <= dist[keep]:
+                keep = i
         if finals[0].ok and dist[0] < dist[keep]:
             keep = 0
         audio, text = finals[keep].value
@@ -580,7 +585,7 @@ class Matcher:
             continuous=np.asarray(cont, np.float32),
             categorical=np.asarray(cat, np.int32),
             start=start.name,
-            kept=("init", "start", "refined")[keep],
+            kept=("init", "start")[keep] if keep < 2 else "refined",
             distance_init=dist[0],
             distance_start=dist[1],
             distance=dist[keep],

@@ -95,8 +95,8 @@ class RefineConfig:
         first_phase: share of the budget for the first CMA-ES phase.
         discrete_share: share of the budget the discrete pass may use at most.
         top_k_categoricals: with network probabilities, how many of the most uncertain
-            categoricals get their runner-up options tried.
-        alternatives: options tried per categorical.
+            categoricals get their runner-up options tried (None: all active ones).
+        alternatives: options tried per categorical (None: every option, a full sweep).
         task_timeout_s: a candidate render taking longer is killed and penalised.
         seed: CMA-ES and discrete-pass seed.
     """
@@ -108,8 +108,8 @@ class RefineConfig:
     popsize: int | None = None
     first_phase: float = 0.5
     discrete_share: float = 0.15
-    top_k_categoricals: int = 4
-    alternatives: int = 2
+    top_k_categoricals: int | None = 4
+    alternatives: int | None = 2
     task_timeout_s: float = 20.0
     seed: int = 0
 
@@ -136,6 +136,9 @@ class Refinement:
         changes: categorical changes the discrete pass kept, as ``"name: old -> new"``.
         snapshots: ``{"evals:100": (continuous, categorical, loss, evals, seconds), "s:30": ...}``,
             the best point when the search passed each requested evaluation count / second.
+        elites: the last ``ELITES`` best points as ``(continuous, categorical, loss)``, best
+            first (the search loss is measured on a reused synth, so the runner-ups are worth a
+            full-quality render too: see :meth:`vitalmatch.match.Matcher.match_audio`).
     """
 
     continuous: np.ndarray
@@ -149,6 +152,11 @@ class Refinement:
     stopped_by: str = "budget"
     changes: list[str] = field(default_factory=list)
     snapshots: dict[str, tuple[np.ndarray, np.ndarray, float, int, float]] = field(default_factory=dict)
+    elites: list[tuple[np.ndarray, np.ndarray, float]] = field(default_factory=list)
+
+
+#: Best points a search remembers for the final choice (see :attr:`Refinement.elites`).
+ELITES = 4
 
 
 # ------------------------------------------------------------------------------------ loss
@@ -357,6 +365,11 @@ class _Search:
         self.worst = 0.0
         self.failures = 0
         self.curve: list[tuple[int, float, float]] = []
+        self.elites: list[tuple[float, np.ndarray, np.ndarray]] = []  # newest last
+
+    def _remember(self) -> None:
+        if self.best is not None and (not self.elites or self.elites[-1] is not self.best):
+            self.elites = [*self.elites, self.best][-ELITES:]
 
     def run(self, candidates: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
         """Evaluate, update the best, and return losses with failures replaced by a penalty."""
@@ -369,6 +382,7 @@ class _Search:
             j = int(np.nanargmin(losses))
             if self.best is None or losses[j] < self.best[0]:
                 self.best = (float(losses[j]), candidates[j][0].copy(), candidates[j][1].copy())
+                self._remember()
         losses = np.where(np.isfinite(losses), losses, self.worst + 1.0 + abs(self.worst))
         best = self.best[0] if self.best else math.inf
         for mark in list(self.marks):
@@ -493,10 +507,22 @@ def _discrete_candidates(
     return out
 
 
+def _with_change(cont: np.ndarray, cat: np.ndarray, kind: str, col: int, value: float):
+    c, k = cont.copy(), cat.copy()
+    if kind == "continuous":
+        c[col] = value
+    else:
+        k[col] = int(value)
+    return c, k
+
+
 def _discrete_phase(
     search: _Search, config: RefineConfig, deadline_s: float, probabilities, rng, changes: list[str]
 ) -> str | None:
-    """Greedy rounds of single changes until none lowers the loss by 1% or time is up."""
+    """Rounds of single changes until none lowers the loss by 1% or time is up. Each round tries
+    every proposal on the current best; the changes that helped on their own (the best one per
+    parameter) are then tried together, and the better of that combination and the best single
+    change is kept."""
     reg = search.registry
     tried: set[tuple[str, int, float]] = set()
     while True:
@@ -514,26 +540,29 @@ def _discrete_phase(
         if not proposals:
             return None
         tried.update((kind, j, v) for kind, _, j, v in proposals)
-        candidates = []
-        for kind, _, j, v in proposals:
-            c, k = cont.copy(), cat.copy()
-            if kind == "continuous":
-                c[j] = v
-            else:
-                k[j] = int(v)
-            candidates.append((c, k))
-        losses = search.run(candidates)
-        i = int(np.argmin(losses))
-        if not losses[i] < 0.99 * best_loss:
-            if search.best[0] < best_loss:  # a change below the 1% margin became the best: undo
-                search.best = (best_loss, cont, cat)
+        losses = search.run([_with_change(cont, cat, kind, j, v) for kind, _, j, v in proposals])
+        helped: dict[tuple[str, int], int] = {}  # parameter -> index of its best helping proposal
+        for i, (kind, _, j, _) in enumerate(proposals):
+            if losses[i] < 0.99 * best_loss and (
+                (kind, j) not in helped or losses[i] < losses[helped[(kind, j)]]
+            ):
+                helped[(kind, j)] = i
+        if not helped:  # gains below 1% may have become the best; they end the rounds
             return None
-        kind, name, col, value = proposals[i]
-        spec = reg[name]
-        if kind == "continuous":
-            changes.append(f"{name}: {spec.from_unit(float(cont[col])):g} -> {spec.from_unit(value):g}")
-        else:
-            changes.append(f"{name}: {spec.option_name(int(cat[col]))} -> {spec.option_name(int(value))}")
+        kept = [min(helped.values(), key=lambda i: losses[i])]
+        if len(helped) > 1 and not search.budget.spent():
+            c, k = cont, cat
+            for i in helped.values():
+                c, k = _with_change(c, k, proposals[i][0], proposals[i][2], proposals[i][3])
+            if search.run([(c, k)])[0] < losses[kept[0]]:
+                kept = list(helped.values())
+        for i in kept:
+            kind, name, col, value = proposals[i]
+            spec = reg[name]
+            if kind == "continuous":
+                changes.append(f"{name}: {spec.from_unit(float(cont[col])):g} -> {spec.from_unit(value):g}")
+            else:
+                changes.append(f"{name}: {spec.option_name(int(cat[col]))} -> {spec.option_name(int(value))}")
 
 
 def refine(
@@ -582,6 +611,7 @@ def refine(
             start_loss = float(search.run([(cont0, cat0)])[0])
         else:
             search.best = (float(start_loss), cont0, cat0)
+            search._remember()
         total = budget.elapsed + max(0.0, budget.remaining_s)
         t1 = budget.elapsed + config.first_phase * (total - budget.elapsed)
         stopped = _cma_phase(search, config, t1, config.seed)
@@ -615,4 +645,5 @@ def refine(
         stopped_by="converged" if stopped in (None, "nothing to search") else stopped,
         changes=changes,
         snapshots=search.snapshots,
+        elites=[(c, k, loss) for loss, c, k in sorted(search.elites, key=lambda e: e[0])],
     )
