@@ -73,3 +73,26 @@ def tiny_eval_checkpoint(tiny_eval_dataset, tmp_path_factory):
         )
     )
     return out / "last.pt"
+
+
+@pytest.fixture(scope="session")
+def match_cache(tmp_path_factory):
+    """A private ``$VITALMATCH_CACHE`` with a :data:`tests.sounds.START_SET`-preset starting set,
+    built once through the real code path (shared by the match and demo tests)."""
+    import os
+
+    from tests.sounds import START_SET
+    from vitalmatch.match import ensure_start_set
+
+    path = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("VITALMATCH_CACHE")
+    os.environ["VITALMATCH_CACHE"] = str(path)
+    try:
+        starts = ensure_start_set(START_SET, progress=False)
+    finally:
+        if old is None:
+            del os.environ["VITALMATCH_CACHE"]
+        else:
+            os.environ["VITALMATCH_CACHE"] = old
+    assert len(starts) >= 3 * START_SET  # several notes per preset
+    return path

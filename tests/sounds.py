@@ -10,6 +10,8 @@ import soundfile as sf
 from vitalmatch.synth.render import RenderConfig, RenderEngine
 
 NOTE = 57
+#: Presets in the tests' starting set (the product default is 256).
+START_SET = 8
 
 
 def write_audible_wavs(

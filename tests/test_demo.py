@@ -1,7 +1,7 @@
 """The demo: its pieces in-process, then the real server driven by headless Chromium (Playwright).
 
-The browser test starts ``python -m vitalmatch demo`` on a free port with a private cache (an
-8-preset starting set, built on start), uploads a bad file and a rendered WAV, runs a 3-second
+The browser test starts ``python -m vitalmatch demo`` on a free port with the tests' cache (an
+8-preset starting set), uploads a bad file and a rendered WAV, runs a 3-second
 match, and checks every output and the downloaded ``.vital``. It skips, with the reason, only
 where Debian's Chromium (``/usr/bin/chromium``, installed by ``.ci/run``) is missing or cannot start.
 """
@@ -24,11 +24,10 @@ import pytest
 import soundfile as sf
 
 from tests.processes import default_sigint
-from tests.sounds import render_vital, write_audible_wavs
+from tests.sounds import START_SET, render_vital, write_audible_wavs
 from vitalmatch.synth.export import read_vital
 
 CHROMIUM = Path("/usr/bin/chromium")
-START_SET = 8  # presets in the test's starting set (the product default is 256)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -107,12 +106,13 @@ def test_bad_options_give_one_line(tmp_path):
 
 # ------------------------------------------------------------------------------------ server
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """``python -m vitalmatch demo`` on a free port with a private cache; yields its URL."""
+def server(tmp_path_factory, match_cache):
+    """``python -m vitalmatch demo`` on a free port with the tests' cache (its starting set is
+    shared with the match tests); yields its URL."""
     folder = tmp_path_factory.mktemp("server")
     port = _free_port()
     log = folder / "server.log"
-    env = {**os.environ, "VITALMATCH_CACHE": str(folder / "cache"), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "VITALMATCH_CACHE": str(match_cache), "PYTHONUNBUFFERED": "1"}
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "vitalmatch", "demo", "--port", str(port), "--start-set", str(START_SET)],

@@ -78,17 +78,15 @@ def test_known_case_the_oracle_matches_and_init_does_not(tiny_eval_dataset, tmp_
     assert report["sets"]["synthetic"]["parameters"]["oracle"]["mae"] == 0.0
 
 
-def test_evaluate_cli_errors(tiny_eval_dataset, tmp_path):
-    def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "vitalmatch", "evaluate", *args],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+def test_evaluate_cli_errors(tiny_eval_dataset, tmp_path, capsys):
+    from tests.processes import cli_in_process, run_cli
 
-    r = cli("--data", str(tmp_path / "none.h5"), "-o", str(tmp_path / "o"))
+    r = run_cli("evaluate", "--data", tmp_path / "none.h5", "-o", tmp_path / "o")
     assert r.returncode == 1 and r.stderr.strip() == f"error: dataset {tmp_path / 'none.h5'} does not exist"
+
+    def cli(*args):  # the same main(), in this process
+        return cli_in_process(capsys, "evaluate", *args)
+
     r = cli("--data", str(tiny_eval_dataset), "-o", str(tmp_path / "o"), "--methods", "model")
     assert r.returncode == 1 and "needs --checkpoint" in r.stderr
     r = cli("--data", str(tiny_eval_dataset), "-o", str(tmp_path / "o"), "--methods", "telepathy")

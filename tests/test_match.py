@@ -14,29 +14,8 @@ import pytest
 import soundfile as sf
 
 from tests.processes import default_sigint
-from tests.sounds import render_vital, write_audible_wavs
+from tests.sounds import START_SET, render_vital, write_audible_wavs
 from vitalmatch.synth.export import read_vital
-
-START_SET = 8  # presets in the test's starting set (the product default is 256)
-
-
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory):
-    """A private cache with a small starting set, built once through the real code path."""
-    from vitalmatch.match import ensure_start_set
-
-    path = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("VITALMATCH_CACHE")
-    os.environ["VITALMATCH_CACHE"] = str(path)
-    try:
-        starts = ensure_start_set(START_SET, progress=False)
-    finally:
-        if old is None:
-            del os.environ["VITALMATCH_CACHE"]
-        else:
-            os.environ["VITALMATCH_CACHE"] = old
-    assert len(starts) >= 3 * START_SET  # several notes per preset
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -60,10 +39,11 @@ def _run(args, cache, **kw):
     )
 
 
-def test_match_without_checkpoint_end_to_end(cache, sounds, tmp_path):
+def test_match_without_checkpoint_end_to_end(match_cache, sounds, tmp_path):
     out = tmp_path / "match.vital"
     r = _run(
-        [sounds[0], "-o", out, "--budget-s", "6", "--start-set", START_SET, "--wav", "--no-progress"], cache
+        [sounds[0], "-o", out, "--budget-s", "6", "--start-set", START_SET, "--wav", "--no-progress"],
+        match_cache,
     )
     assert r.returncode == 0, r.stderr
     m = re.search(r"init ([\d.]+), before refinement ([\d.]+), after ([\d.]+)", r.stdout)
@@ -80,13 +60,13 @@ def test_match_without_checkpoint_end_to_end(cache, sounds, tmp_path):
     assert sr == 44100 and wav.shape[1] == 2
 
 
-def test_batch_folder_with_a_bad_file(cache, sounds, tmp_path):
+def test_batch_folder_with_a_bad_file(match_cache, sounds, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "good.wav").write_bytes(sounds[1].read_bytes())
     (folder / "broken.wav").write_text("not audio at all")
     out = tmp_path / "out"
-    r = _run([folder, "-o", out, "--max-evals", "30", "--start-set", START_SET, "--no-progress"], cache)
+    r = _run([folder, "-o", out, "--max-evals", "30", "--start-set", START_SET, "--no-progress"], match_cache)
     assert r.returncode == 1
     assert "1 of 2 inputs failed" in r.stderr and "broken.wav" in r.stderr
     assert (out / "good.vital").is_file() and not (out / "broken.vital").exists()
@@ -97,9 +77,9 @@ def test_batch_folder_with_a_bad_file(cache, sounds, tmp_path):
     assert float(good[4]) <= float(good[3])
 
 
-def test_ctrl_c_writes_the_best_preset_so_far(cache, sounds, tmp_path):
+def test_ctrl_c_writes_the_best_preset_so_far(match_cache, sounds, tmp_path):
     out = tmp_path / "interrupted.vital"
-    env = {**os.environ, "VITALMATCH_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "VITALMATCH_CACHE": str(match_cache), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -141,19 +121,21 @@ def test_ctrl_c_writes_the_best_preset_so_far(cache, sounds, tmp_path):
         (lambda d: (d / "x.wav").write_text("nope") and d / "x.wav", "x.wav"),
     ],
 )
-def test_bad_input_gives_one_line(cache, tmp_path, make, message):
+def test_bad_input_gives_one_line(match_cache, tmp_path, make, message):
     path = make(tmp_path)
-    r = _run([path, "-o", tmp_path / "o.vital", "--start-set", START_SET, "--no-progress"], cache)
+    r = _run([path, "-o", tmp_path / "o.vital", "--start-set", START_SET, "--no-progress"], match_cache)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     line = r.stderr.strip().splitlines()[-1]
     assert line.startswith("error:") and message in line
     assert not (tmp_path / "o.vital").exists()
 
 
-def test_matcher_with_a_checkpoint_uses_the_prediction(cache, sounds, tiny_eval_checkpoint, monkeypatch):
+def test_matcher_with_a_checkpoint_uses_the_prediction(
+    match_cache, sounds, tiny_eval_checkpoint, monkeypatch
+):
     from vitalmatch.match import MatchConfig, Matcher
 
-    monkeypatch.setenv("VITALMATCH_CACHE", str(cache))
+    monkeypatch.setenv("VITALMATCH_CACHE", str(match_cache))
     with Matcher(MatchConfig(budget_s=5, start_set_size=START_SET), tiny_eval_checkpoint) as matcher:
         result = matcher.match_file(sounds[1])
     assert "prediction" in result.candidates and np.isfinite(result.candidates["prediction"])

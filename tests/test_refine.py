@@ -87,7 +87,7 @@ def test_searchable_columns_follow_the_switches(registry, setup):
 def test_refinement_recovers_perturbed_parameters(registry, setup):
     pool, cont, cat, target = setup
     start = _perturbed(registry, cont)
-    result = refine(pool, registry, (start, cat), target, RefineConfig(budget_s=40, max_evals=700, seed=1))
+    result = refine(pool, registry, (start, cat), target, RefineConfig(budget_s=120, max_evals=450, seed=1))
     assert result.start_loss > 1.0, "the perturbation must be audible for the test to mean anything"
     assert result.loss < min(0.5, 0.2 * result.start_loss), (
         result.start_loss,

@@ -73,26 +73,18 @@ def test_prediction_exports_a_loadable_preset(run):
     assert np.isfinite(audio).all() and audio.shape == (2, cfg.n_samples)
 
 
-def _cli(*args):
-    import subprocess
-    import sys
-
-    return subprocess.run(
-        [sys.executable, "-m", "vitalmatch", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-def test_predict_cli(run, tmp_path):
+def test_predict_cli(run, tmp_path, capsys):
     import soundfile as sf
     import vita
 
+    from tests.processes import cli_in_process, run_cli
     from vitalmatch.synth.export import read_vital
 
     s = vita.Synth()
     s.set_sample_rate(48000.0)
     s.get_controls()["osc_1_random_phase"].set(0.0)
     sf.write(tmp_path / "in.wav", s.render(55, 0.7, 0.4, 1.0).T, 48000)
-    r = _cli(
+    r = run_cli(
         "predict",
         str(tmp_path / "in.wav"),
         "-o",
@@ -110,7 +102,11 @@ def test_predict_cli(run, tmp_path):
     # The preset loads in a fresh synth.
     fresh = vita.Synth()
     assert fresh.load_json((tmp_path / "out.vital").read_text())
-    # Bad input: one line, exit status 1, nothing written.
+    # Bad input: one line, exit status 1, nothing written (the same main(), in this process).
+
+    def _cli(*args):
+        return cli_in_process(capsys, *args)
+
     r = _cli("predict", str(tmp_path / "in.wav"), "-o", str(tmp_path / "out.vital"), "--checkpoint", str(run))
     assert r.returncode != 0 and "exists; use --overwrite" in r.stderr
     (tmp_path / "text.wav").write_text("hello, not audio")
