@@ -6,7 +6,9 @@ quality and reports the median multi-scale log-mel L1 relative to the init prese
 (``ratio``; goals: <= 0.20 on Tier-1 synthetic sounds and <= 0.50 on real presets within 30 s) and
 the search speed in candidate evaluations per second (goal >= 40 on a 2-core machine).
 ``returned`` is the distance of the preset the matcher returns (the closest of its final
-full-quality renders of the start, the result and the search's runner-up best points).
+full-quality renders of the start, the result and the search's runner-up best points);
+``truth`` (synthetic targets) that of the target's own preset re-rendered the same way, the
+floor a perfect search would reach.
 
 Methods: ``init+cma`` (start: Vital's init preset), ``nn+cma`` (start: the nearest presets of the
 built-in starting set), ``net`` (the network's prediction, no search), ``net+cma``.
@@ -47,21 +49,58 @@ METHODS = {
 
 def _synthetic_targets(path: Path, n: int) -> list[dict]:
     from vitalmatch.data.storage import DatasetReader
+    from vitalmatch.synth.params import ParamRegistry
+    from vitalmatch.synth.wavetables import WavetableCatalog
 
     with DatasetReader(path) as reader:
         rows = reader.split_indices("test")
         rows = rows[np.random.default_rng(0).permutation(len(rows))[:n]]
         note_s = float(reader.attrs["note_duration_s"])
-        return [
-            {
-                "set": "synthetic",
-                "name": f"{reader.metadata('preset_name', int(r))}@{int(reader.metadata('midi_note', int(r)))}",
-                "audio": reader.audio(int(r)).mean(axis=0).astype(np.float32),
-                "note": int(reader.metadata("midi_note", int(r))),
-                "note_s": note_s,
-            }
-            for r in sorted(rows)
-        ]
+        catalog = WavetableCatalog.from_json_data(json.loads(reader.blob("wavetables").decode()))
+        registry = ParamRegistry.from_json(reader.attrs["registry_json"])
+        wt_cols = {s.name: j for j, s in enumerate(registry.categorical) if s.name.endswith("_wavetable")}
+        out = []
+        for r in sorted(int(r) for r in rows):
+            cat = reader.categorical(r)
+            out.append(
+                {
+                    "set": "synthetic",
+                    "name": f"{reader.metadata('preset_name', r)}@{int(reader.metadata('midi_note', r))}",
+                    "audio": reader.audio(r).mean(axis=0).astype(np.float32),
+                    "note": int(reader.metadata("midi_note", r)),
+                    "note_s": note_s,
+                    # the true preset, for the "truth" column (wavetables by content hash)
+                    "truth": (
+                        reader.continuous(r),
+                        cat,
+                        {name: catalog[int(cat[j])].hash for name, j in wt_cols.items()},
+                        registry.continuous_names,
+                        registry.categorical_names,
+                    ),
+                }
+            )
+        return out
+
+
+def _truth_distance(matcher, target: dict, sr: int) -> float | None:
+    """Full-quality distance of the target's own preset re-rendered by the matcher's final path
+    (the floor the search could reach); None when its wavetables are not in the matcher's catalog."""
+    from vitalmatch.metrics import multiscale_mel_l1
+    from vitalmatch.refine import final_task
+
+    cont, cat, hashes, cont_names, cat_names = target["truth"]
+    reg = matcher.registry
+    if cont_names != reg.continuous_names or cat_names != reg.categorical_names:
+        return None
+    cat = cat.copy()
+    for name, content_hash in hashes.items():
+        try:
+            cat[reg.locate(name)[1]] = matcher.catalog.index_of(content_hash)
+        except KeyError:
+            return None
+    task = (cont, cat, target["note"], target["note_s"], len(target["audio"]) / sr, sr)
+    (res,) = list(matcher.pool.map(final_task, [task]))
+    return float(multiscale_mel_l1(res.value[0].mean(axis=0), target["audio"], sr)) if res.ok else None
 
 
 def _preset_targets(folder: Path, n: int) -> list[dict]:
@@ -141,6 +180,9 @@ def main() -> None:
     t_all = time.perf_counter()
     with Matcher(base, checkpoint, progress=True) as matcher:
         for target in targets:
+            truth = _truth_distance(matcher, target, base.sample_rate) if "truth" in target else None
+            if truth is not None:
+                print(f"{target['set']:9} {target['name'][:28]:28} truth    {truth:.4f}", flush=True)
             for method in methods:
                 matcher.config = dataclasses.replace(base, **METHODS[method])
                 marks = tuple((k, v) for k, v in MARKS if v > 0)
@@ -153,6 +195,7 @@ def main() -> None:
                         "target": target["name"],
                         "method": method,
                         "init": r.distance_init,
+                        "truth": truth,
                         "final": r.distance,
                         "seconds": r.seconds,
                         "evals": ref.evals if ref else 0,
@@ -199,6 +242,8 @@ def _summarise(runs: list[dict], methods: list[str]) -> dict:
                     "seconds": float(np.median([p[2] for p in vals])),
                     "reached": sum(key in r["points"] for r in rs),
                 }
+            truths = [r["truth"] for r in rs if r.get("truth") is not None]
+            row["truth"] = float(np.median(truths)) if truths else None  # the target's own preset
             row["returned"] = {  # what the matcher returns: the closest of its final renders
                 "distance": float(np.median([r["final"] for r in rs])),
                 "ratio": float(np.median([r["final"] / r["init"] for r in rs])),
@@ -224,6 +269,9 @@ def _table(summary: dict) -> str:
         lines.append(
             f"| {s} (n={row['n']}) | {m} | {row['init']:.2f} | " + " | ".join(cells) + f" | {speed} |"
         )
+    truths = {k.split("/")[0]: row["truth"] for k, row in summary.items() if row.get("truth") is not None}
+    for s, t in truths.items():
+        lines.append(f"\n{s}: median distance of the targets' own presets re-rendered (truth): {t:.4f}")
     return "\n".join(lines)
 
 
