@@ -34,6 +34,24 @@ def cli() -> None:
     """
 
 
+# Options several commands share (one definition, so their defaults and help stay the same).
+workers_option = click.option("--workers", type=int, default=2, show_default=True, help="Render processes.")
+checkpoint_option = click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="best.pt of a training run (optional).",
+)
+start_set_option = click.option(
+    "--start-set",
+    "start_set",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Presets in the built-in starting set (0: init preset only).",
+)
+
+
 # ---------------------------------------------------------------------------------------- params
 @cli.command("params")
 @click.option("--tier", type=int, default=1, show_default=True, help="1 or 2.")
@@ -109,7 +127,7 @@ def discover_wt_cmd(
     "-n", "n_presets", type=int, required=True, help="Presets to keep (each gives one render per note)."
 )
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="HDF5 file to write.")
-@click.option("--workers", type=int, default=2, show_default=True, help="Render processes.")
+@workers_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run (same options).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
@@ -389,7 +407,7 @@ def predict_cmd(input_path, output, checkpoint, wav, name, author, overwrite) ->
 @click.option(
     "--level-match/--no-level-match", default=True, show_default=True, help="Equal RMS before metrics."
 )
-@click.option("--workers", type=int, default=2, show_default=True, help="Render processes.")
+@workers_option
 @click.option("--images", type=int, default=4, show_default=True, help="Spectrogram images per target set.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--progress/--no-progress", default=True, show_default=True)
@@ -468,12 +486,7 @@ def _write_match(result, out: Path, wav: bool) -> list[Path]:
     required=True,
     help=".vital file to write (a folder when INPUT is a folder).",
 )
-@click.option(
-    "--checkpoint",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="best.pt of a training run (optional).",
-)
+@checkpoint_option
 @click.option(
     "--budget-s",
     type=float,
@@ -486,15 +499,8 @@ def _write_match(result, out: Path, wav: bool) -> list[Path]:
 @click.option(
     "--tier", type=int, default=1, show_default=True, help="Parameters the search may change (1 or 2)."
 )
-@click.option("--workers", type=int, default=2, show_default=True, help="Render processes.")
-@click.option(
-    "--start-set",
-    "start_set",
-    type=int,
-    default=256,
-    show_default=True,
-    help="Presets in the built-in starting set (0: init preset only).",
-)
+@workers_option
+@start_set_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--wav", is_flag=True, help="Also write the matched render as WAV next to each preset.")
 @click.option("--name", default=None, help="Preset name (default: the input's file name).")
@@ -718,21 +724,9 @@ _tutorial_command()
     help="Address to listen on (127.0.0.1: this machine only; the page has no login).",
 )
 @click.option("--port", type=int, default=7860, show_default=True, help="TCP port.")
-@click.option(
-    "--checkpoint",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="best.pt of a training run (optional).",
-)
-@click.option(
-    "--start-set",
-    "start_set",
-    type=int,
-    default=256,
-    show_default=True,
-    help="Presets in the built-in starting set (0: init preset only).",
-)
-@click.option("--workers", type=int, default=2, show_default=True, help="Render processes.")
+@checkpoint_option
+@start_set_option
+@workers_option
 def demo_cmd(host, port, checkpoint, start_set, workers) -> None:
     """Open a local web page: upload or record a sound, get a matched .vital preset.
 

@@ -371,6 +371,12 @@ class _Search:
         if self.best is not None and (not self.elites or self.elites[-1] is not self.best):
             self.elites = [*self.elites, self.best][-ELITES:]
 
+    def snapshot(self, mark: tuple[str, float]) -> None:
+        """Keep the best point as it is now under ``"kind:threshold"`` and retire the mark."""
+        loss, cont, cat = self.best
+        self.snapshots[f"{mark[0]}:{mark[1]:g}"] = (cont, cat, loss, self.budget.evals, self.budget.elapsed)
+        self.marks.remove(mark)
+
     def run(self, candidates: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
         """Evaluate, update the best, and return losses with failures replaced by a penalty."""
         losses, failed = evaluate_batch(self.pool, candidates, self.target)
@@ -389,13 +395,7 @@ class _Search:
             kind, threshold = mark
             value = self.budget.evals if kind == "evals" else self.budget.elapsed
             if value >= threshold and self.best is not None:
-                self.snapshots[f"{kind}:{threshold:g}"] = (
-                    *self.best[1:],
-                    best,
-                    self.budget.evals,
-                    self.budget.elapsed,
-                )
-                self.marks.remove(mark)
+                self.snapshot(mark)
         self.curve.append((self.budget.evals, self.budget.elapsed, best))
         if self.progress is not None:
             self.progress(self.budget.evals, self.budget.elapsed, best)
@@ -624,15 +624,11 @@ def refine(
             restart += 1
     except KeyboardInterrupt:
         stopped = "interrupt"
-    best_loss, cont, cat = search.best if search.best else (start_loss, cont0, cat0)
-    for kind, threshold in search.marks:  # marks the search stopped before: the final point
-        search.snapshots[f"{kind}:{threshold:g}"] = (
-            cont,
-            cat,
-            float(best_loss),
-            budget.evals,
-            budget.elapsed,
-        )
+    if search.best is None:  # interrupted before the start was evaluated
+        search.best = (float(start_loss), cont0, cat0)
+    best_loss, cont, cat = search.best
+    for mark in list(search.marks):  # marks the search stopped before: the final point
+        search.snapshot(mark)
     return Refinement(
         continuous=cont,
         categorical=cat,
