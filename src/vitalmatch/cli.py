@@ -212,6 +212,9 @@ def generate_cmd(**kw) -> None:
         overwrite=kw["overwrite"],
         progress=kw["progress"],
     )
+    config.check()
+    if not config.resume:  # a new file may go into a new folder (data/ on a fresh checkout)
+        config.output.parent.mkdir(parents=True, exist_ok=True)
     summary = generate(config)
     for line in summary.lines():
         click.echo(line)

@@ -260,7 +260,7 @@ def test_reuse_synth_is_recorded_and_resume_must_match(tmp_path):
     """``--reuse-synth`` gives the same presets (parameters) with slightly different audio; the
     choice is stored, and resuming with the other choice is refused."""
     args = ["generate", "-n", "4", "--workers", "1", "--no-progress", *FAST_ARGS]
-    reused, fresh = tmp_path / "reused.h5", tmp_path / "fresh.h5"
+    reused, fresh = tmp_path / "reused.h5", tmp_path / "new" / "fresh.h5"  # the CLI makes new/ itself
     assert _cli(*args, "--reuse-synth", "-o", str(reused)).returncode == 0
     assert _cli(*args, "-o", str(fresh)).returncode == 0
     with DatasetReader(reused) as ds:
