@@ -8,7 +8,8 @@ the search speed in candidate evaluations per second (goal >= 40 on a 2-core mac
 ``returned`` is the distance of the preset the matcher returns (the closest of its final
 full-quality renders of the start, the result and the search's runner-up best points);
 ``truth`` (synthetic targets) that of the target's own preset re-rendered the same way, the
-floor a perfect search would reach.
+floor a perfect search would reach; each synthetic run also reports how many of the true
+preset's active categoricals the returned preset got wrong.
 
 Methods: ``init+cma`` (start: Vital's init preset), ``nn+cma`` (start: the nearest presets of the
 built-in starting set), ``net`` (the network's prediction, no search), ``net+cma``.
@@ -19,7 +20,8 @@ the dataset's note length) and the real presets of ``--presets`` rendered at MID
 figures measure the search.
 
     python benchmarks/match_quality.py --data data/tier1_10k.h5 --checkpoint runs/tier1_10k/best.pt \\
-        [--presets ../shared/presets] [--sounds 6] [--max-evals 1000] [--max-seconds 90]
+        [--presets ../shared/presets] [--sounds 6] [--max-evals 1000] [--max-seconds 90] \\
+        [--methods init+cma,...] [--refine FIELD=JSON ...]
 
 Writes ``benchmarks/results/match_quality.json`` and ``match_quality.png``.
 """
@@ -82,12 +84,9 @@ def _synthetic_targets(path: Path, n: int) -> list[dict]:
         return out
 
 
-def _truth_distance(matcher, target: dict, sr: int) -> float | None:
-    """Full-quality distance of the target's own preset re-rendered by the matcher's final path
-    (the floor the search could reach); None when its wavetables are not in the matcher's catalog."""
-    from vitalmatch.metrics import multiscale_mel_l1
-    from vitalmatch.refine import final_task
-
+def _true_vectors(matcher, target: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """The synthetic target's own preset in the matcher's registry and catalog (wavetables by
+    content hash); None when the registries differ or a wavetable is not in the catalog."""
     cont, cat, hashes, cont_names, cat_names = target["truth"]
     reg = matcher.registry
     if cont_names != reg.continuous_names or cat_names != reg.categorical_names:
@@ -98,9 +97,28 @@ def _truth_distance(matcher, target: dict, sr: int) -> float | None:
             cat[reg.locate(name)[1]] = matcher.catalog.index_of(content_hash)
         except KeyError:
             return None
-    task = (cont, cat, target["note"], target["note_s"], len(target["audio"]) / sr, sr)
+    return cont, cat
+
+
+def _truth_distance(matcher, target: dict, truth, sr: int) -> float | None:
+    """Full-quality distance of the target's own preset re-rendered by the matcher's final path
+    (the floor the search could reach)."""
+    from vitalmatch.metrics import multiscale_mel_l1
+    from vitalmatch.refine import final_task
+
+    task = (*truth, target["note"], target["note_s"], len(target["audio"]) / sr, sr)
     (res,) = list(matcher.pool.map(final_task, [task]))
     return float(multiscale_mel_l1(res.value[0].mean(axis=0), target["audio"], sr)) if res.ok else None
+
+
+def _wrong_categoricals(matcher, truth, categorical: np.ndarray, tier: int) -> tuple[int, int]:
+    """``(wrong, active)``: the tier's categoricals that sound in the true preset, and how many of
+    them the match set to another option."""
+    from vitalmatch.synth.activity import activity_masks
+
+    _, active = activity_masks(matcher.registry, *truth)
+    cols = [j for j, s in enumerate(matcher.registry.categorical) if s.tier <= tier and active[j]]
+    return sum(int(categorical[j]) != int(truth[1][j]) for j in cols), len(cols)
 
 
 def _preset_targets(folder: Path, n: int) -> list[dict]:
@@ -151,6 +169,21 @@ def _full_distances(matcher, target: dict, result, sr: int) -> dict:
     return points
 
 
+def _tuned(base, overrides: dict):
+    """``base`` whose searches use ``RefineConfig`` fields ``overrides`` (``--refine``)."""
+    from vitalmatch.match import MatchConfig
+
+    if not overrides:
+        return base
+
+    @dataclasses.dataclass(frozen=True)
+    class Tuned(MatchConfig):
+        def refine_config(self):
+            return dataclasses.replace(super().refine_config(), **overrides)
+
+    return Tuned(**dataclasses.asdict(base))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT / "data/tier1_10k.h5")
@@ -161,7 +194,15 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=90.0, help="time cap per search")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
+    ap.add_argument(
+        "--refine",
+        action="append",
+        default=[],
+        metavar="FIELD=JSON",
+        help="override a RefineConfig field, e.g. --refine alternatives=null (repeatable)",
+    )
     args = ap.parse_args()
+    overrides = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.refine)}
 
     from vitalmatch.match import MatchConfig, Matcher
 
@@ -175,13 +216,15 @@ def main() -> None:
         targets += _preset_targets(args.presets, args.sounds)
     if not targets:
         sys.exit("error: no targets (neither --data nor --presets found)")
-    base = MatchConfig(budget_s=args.max_seconds, max_evals=args.max_evals)
+    base = _tuned(MatchConfig(budget_s=args.max_seconds, max_evals=args.max_evals), overrides)
     runs = []
     t_all = time.perf_counter()
     with Matcher(base, checkpoint, progress=True) as matcher:
         for target in targets:
-            truth = _truth_distance(matcher, target, base.sample_rate) if "truth" in target else None
-            if truth is not None:
+            true_vectors = _true_vectors(matcher, target) if "truth" in target else None
+            truth = None
+            if true_vectors is not None:
+                truth = _truth_distance(matcher, target, true_vectors, base.sample_rate)
                 print(f"{target['set']:9} {target['name'][:28]:28} truth    {truth:.4f}", flush=True)
             for method in methods:
                 matcher.config = dataclasses.replace(base, **METHODS[method])
@@ -202,12 +245,23 @@ def main() -> None:
                         "evals_per_s": ref.evals / ref.seconds if ref and ref.seconds > 0 else None,
                         "failures": ref.failures if ref else 0,
                         "points": points,
+                        # categoricals the returned preset got wrong, of the active ones (synthetic)
+                        "wrong_categoricals": (
+                            _wrong_categoricals(matcher, true_vectors, r.categorical, base.tier)
+                            if true_vectors is not None
+                            else None
+                        ),
                     }
                 )
                 print(
                     f"{target['set']:9} {target['name'][:28]:28} {method:8} init {r.distance_init:.3f} "
                     + " ".join(f"{k}={v[0]:.3f}" for k, v in points.items())
-                    + (f"  {runs[-1]['evals_per_s']:.1f} ev/s" if ref else ""),
+                    + (f"  {runs[-1]['evals_per_s']:.1f} ev/s" if ref else "")
+                    + (
+                        "  wrong categoricals {}/{}".format(*runs[-1]["wrong_categoricals"])
+                        if runs[-1]["wrong_categoricals"]
+                        else ""
+                    ),
                     flush=True,
                 )
     summary = _summarise(runs, methods)
