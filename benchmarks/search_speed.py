@@ -8,7 +8,7 @@ For random Tier-1 presets of the built-in starting set (built on first use), one
 (:class:`vitalmatch.refine._Searcher`, in this process, one core) evaluates each preset against
 its own 2 s render (MIDI 60, 1 s note) six times with a tiny control change between evaluations
 (the way CMA-ES candidates arrive), at the preset's oversampling (2x) and at 1x. Prints per preset
-the median milliseconds per evaluation (render, flush, loss) and the search loss, the time of the
+the median milliseconds per evaluation (render, flush, loss at the best output level) and the search loss, the time of the
 loss features alone, and the medians; the ratio 1x / 2x shows what lower oversampling would save
 and the 1x loss what it would cost in accuracy. Writes ``search_speed.json``.
 """
@@ -62,7 +62,7 @@ def main() -> None:
                 c = cont.copy()
                 c[5] = np.clip(c[5] + 0.001 * (i % 2), 0, 1)
                 t = time.perf_counter()
-                losses.append(searcher.evaluate(c, k, target))
+                losses.append(searcher.evaluate(c, k, target)[0])
                 times.append(time.perf_counter() - t)
             run[f"ms_{label}"] = 1000 * float(np.median(times))
             run[f"loss_{label}"] = float(np.median(losses))

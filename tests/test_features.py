@@ -6,7 +6,7 @@ import librosa
 import numpy as np
 import torch
 
-from vitalmatch.features import FeatureConfig, log_mel
+from vitalmatch.features import FeatureConfig, log_mel, mel_power
 
 
 def _tone(sr: int = 44100, seconds: float = 2.0, f0: float = 440.0) -> np.ndarray:
@@ -59,3 +59,12 @@ def test_stereo_and_batches():
     np.testing.assert_allclose((out[1] - out[0])[loud].numpy(), np.log(0.25), atol=1e-3)
     silence = log_mel(np.zeros(4410, np.float32))
     assert torch.isfinite(silence).all() and silence.max() <= np.log(1e-5) + 1e-6
+
+
+def test_log_mel_is_the_log_of_the_mel_power():
+    cfg = FeatureConfig(n_fft=1024, hop_length=256, n_mels=64)
+    x = _tone(seconds=0.5)
+    power = mel_power(x, cfg)
+    assert torch.equal(log_mel(x, cfg), torch.log(power + cfg.log_floor))
+    # power is quadratic in amplitude
+    assert torch.allclose(mel_power(0.5 * x, cfg), 0.25 * power, rtol=1e-4, atol=1e-9)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from vitalmatch.refine import (
     ELITES,
     RefineConfig,
     SearchTarget,
+    best_gain,
     init_worker,
     refine,
     search_features,
@@ -70,6 +73,34 @@ def test_search_loss_is_zero_for_identical_audio_and_grows_with_gain():
     quarter = search_loss(search_features(0.25 * x, SR), fx, envelope_weight=0.0)
     assert 0.1 < half < quarter  # loud bins shift by 2 ln 2 per halving (quiet ones stay at the floor)
     assert search_loss(search_features(0.5 * x, SR), fx, envelope_weight=1.0) > half
+
+
+def test_best_gain_finds_the_level_and_never_loses():
+    t = np.linspace(0, 0.5, SR // 2, dtype=np.float32)
+    x = (0.3 * np.sin(2 * np.pi * 220 * t) * np.exp(-3 * t)).astype(np.float32)
+    fx = search_features(x, SR)
+    gain, loss = best_gain(search_features(0.5 * x, SR), fx)
+    assert gain == pytest.approx(20 * np.log10(2), abs=0.1) and loss < 0.02
+    assert search_loss(search_features(0.5 * x, SR), fx, gain_db=gain) == pytest.approx(loss)
+    capped, capped_loss = best_gain(search_features(0.5 * x, SR), fx, hi_db=3.0)  # volume at its top
+    assert 2.9 <= capped <= 3.0 and loss < capped_loss < search_loss(search_features(0.5 * x, SR), fx)
+    other = search_features(np.sign(x) * 0.01, SR)  # another timbre: whatever the gain, not worse than 0 dB
+    assert best_gain(other, fx)[1] <= search_loss(other, fx)
+    assert best_gain(search_features(np.zeros_like(x), SR), fx)[0] == 0.0  # silence: nothing to scale
+
+
+def test_the_search_sets_the_level_through_volume(registry, setup):
+    """A start 9 dB too quiet: the first evaluation moves its volume back, CMA-ES leaves it alone."""
+    pool, cont, cat, target = setup
+    j = registry.locate("volume")[1]
+    start = registry.with_output_gain(cont, -9.0)
+    result = refine(pool, registry, (start, cat), target, RefineConfig(budget_s=60, max_evals=20, seed=1))
+    assert result.start_loss < 0.05 and result.loss <= result.start_loss
+    assert abs(float(result.continuous[j] - cont[j])) < 0.003
+    assert j not in searchable_columns(registry, cont, cat, tier=1, exclude=frozenset({"volume"}))
+    unmatched = dataclasses.replace(target, key="known, level as rendered", match_level=False)
+    plain = refine(pool, registry, (start, cat), unmatched, RefineConfig(budget_s=60, max_evals=1))
+    assert plain.start_loss > 1.0  # without level matching the same start is far
 
 
 def test_searchable_columns_follow_the_switches(registry, setup):

@@ -60,17 +60,17 @@ def mel_basis(config: FeatureConfig):
     )
 
 
-def log_mel(audio, config: FeatureConfig = FeatureConfig()):
-    """Log-mel spectrogram of mono-mixed audio.
+def mel_power(audio, config: FeatureConfig = FeatureConfig()):
+    """Mel power spectrogram of mono-mixed audio (the linear quantity :func:`log_mel` logs).
 
     Args:
         audio: torch tensor or numpy array ``(..., channels, T)`` (mixed to mono by averaging the
             channel axis when it has 1 or 2 entries and ``T`` is longer) or ``(..., T)``.
-        config: feature settings.
+        config: feature settings (``log_floor`` is not used here).
 
     Returns:
-        torch float32 tensor ``(..., n_mels, frames)`` of ``log(mel_power + log_floor)``, on the
-        input's device.
+        torch float32 tensor ``(..., n_mels, frames)``: mel-weighted ``|STFT|^2`` (audio units
+        squared), on the input's device.
     """
     import torch
 
@@ -93,8 +93,23 @@ def log_mel(audio, config: FeatureConfig = FeatureConfig()):
     basis = torch.from_numpy(
         _mel_basis(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
     ).to(x.device)
-    mel = torch.matmul(basis, power)
-    return torch.log(mel + config.log_floor).reshape(*lead, config.n_mels, -1)
+    return torch.matmul(basis, power).reshape(*lead, config.n_mels, -1)
+
+
+def log_mel(audio, config: FeatureConfig = FeatureConfig()):
+    """Log-mel spectrogram of mono-mixed audio.
+
+    Args:
+        audio: as :func:`mel_power`.
+        config: feature settings.
+
+    Returns:
+        torch float32 tensor ``(..., n_mels, frames)`` of ``log(mel_power + log_floor)``, on the
+        input's device.
+    """
+    import torch
+
+    return torch.log(mel_power(audio, config) + config.log_floor)
 
 
 def pooled_log_mel(audio, config: FeatureConfig, pool: int = 4):

@@ -80,6 +80,8 @@ class MatchConfig:
         start_from: ``"best"`` (the candidate with the lowest search loss), or only ``"init"``,
             ``"neighbour"`` (nearest presets of the starting set) or ``"prediction"`` (the network).
         envelope_weight: weight of the loudness-contour term of the search loss.
+        match_level: score candidates at their best output level and set ``volume`` to it
+            (:attr:`vitalmatch.refine.SearchTarget.match_level`).
         sigma0, popsize, seed: CMA-ES settings (see :class:`vitalmatch.refine.RefineConfig`).
     """
 
@@ -96,6 +98,7 @@ class MatchConfig:
     start_set_size: int = 256
     start_from: str = "best"
     envelope_weight: float = 0.5
+    match_level: bool = True
     sigma0: float = 0.1
     popsize: int | None = None
     seed: int = 0
@@ -500,7 +503,13 @@ class Matcher:
         search_audio = search_audio[: int(cfg.search_max_s * cfg.search_sample_rate)]
         key = hashlib.sha1(search_audio.tobytes() + f"{note}:{note_s}".encode()).hexdigest()
         search_target = SearchTarget(
-            key, search_audio, cfg.search_sample_rate, int(note), float(note_s), cfg.envelope_weight
+            key,
+            search_audio,
+            cfg.search_sample_rate,
+            int(note),
+            float(note_s),
+            cfg.envelope_weight,
+            cfg.match_level,
         )
 
         # 1. starting candidates, scored at the target's note
@@ -519,14 +528,16 @@ class Matcher:
             )
         interrupted = False
         try:
-            losses, _ = evaluate_batch(
+            losses, gains, _ = evaluate_batch(
                 self.pool, [(c.continuous, c.categorical) for c in candidates], search_target
             )
         except KeyboardInterrupt:
-            losses, interrupted = np.full(len(candidates), np.nan), True
+            losses, gains, interrupted = np.full(len(candidates), np.nan), np.zeros(len(candidates)), True
         budget.evals += len(candidates)
-        for c, loss in zip(candidates, losses, strict=True):
+        for c, loss, gain in zip(candidates, losses, gains, strict=True):
             c.loss = float(loss)
+            if gain:  # scored at another output level: move the candidate's volume there
+                c.continuous = self.registry.with_output_gain(c.continuous, gain)
         prefix = {"init": "init", "neighbour": "start set", "prediction": "prediction"}.get(
             cfg.start_from, ""
         )

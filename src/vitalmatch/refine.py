@@ -29,6 +29,13 @@ Loss (:func:`search_loss`): the mean over three scales (~10 / 25 / 100 ms window
 :func:`vitalmatch.metrics.multiscale_mel_l1`) of the L1 distance of ``log(mel + 1e-5)``, plus
 ``envelope_weight`` times the L1 distance of ``log(mean square + 1e-5)`` over 10 ms frames (the
 loudness contour, same natural-log power units).
+
+Output level (``SearchTarget.match_level``, on by default). The log-mel distance is very
+sensitive to level (a 1.5 dB error alone costs ~0.35, about what a wrong wavetable costs), and
+Vital's master ``volume`` is an exact gain on the output (:func:`vitalmatch.synth.params.volume_db`).
+So each candidate is scored at the output gain that fits the target best (:func:`best_gain`,
+within what its ``volume`` can still reach), the point kept carries that ``volume``, and CMA-ES
+leaves ``volume`` out of its dimensions: the level is solved, not searched.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vitalmatch.synth.params import ParamRegistry
+from vitalmatch.synth.params import ParamRegistry, volume_db
 from vitalmatch.synth.pool import WorkerPool
 
 #: Controls that only take effect when a preset is loaded (vita-facts §2.2), besides wavetables.
@@ -68,6 +75,8 @@ class SearchTarget:
         note: MIDI note.
         note_s: seconds from note-on to note-off (may exceed the render: the note is held).
         envelope_weight: weight of the loudness-contour term of :func:`search_loss`.
+        match_level: score each candidate at its best output gain (:func:`best_gain`) and move
+            its ``volume`` there (see the module docstring).
     """
 
     key: str
@@ -76,6 +85,7 @@ class SearchTarget:
     note: int
     note_s: float
     envelope_weight: float = 0.5
+    match_level: bool = True
 
     @property
     def render_s(self) -> float:
@@ -162,31 +172,92 @@ ELITES = 4
 # ------------------------------------------------------------------------------------ loss
 _ENV_FRAME_S = 0.010
 _LOG_FLOOR = 1e-5
+#: Level matching: quietest output level (dB of ``volume``) a candidate is moved to, and the
+#: peak its render may reach (vita clamps the output at +-2.1; below that the gain is exact).
+LEVEL_MIN_DB = -40.0
+OUTPUT_LIMIT = 2.0
 
 
 def search_features(audio: np.ndarray, sample_rate: int) -> list:
-    """Features :func:`search_loss` compares: three log-mels ``(n_mels, frames)`` and the
-    ``(frames,)`` log mean-square contour of 10 ms frames; torch tensors, float32."""
+    """Features :func:`search_loss` compares, as linear powers (audio units squared): three mel
+    spectrograms ``(n_mels, frames)`` and the ``(frames,)`` mean square of 10 ms frames; torch
+    tensors, float32."""
     import torch
 
-    from vitalmatch.features import log_mel
+    from vitalmatch.features import mel_power
     from vitalmatch.metrics import mel_scale_configs
 
     x = torch.as_tensor(np.asarray(audio, dtype=np.float32).reshape(-1))
-    feats = [log_mel(x, config) for config in mel_scale_configs(int(sample_rate))]
+    feats = [mel_power(x, config) for config in mel_scale_configs(int(sample_rate))]
     frame = max(1, int(round(_ENV_FRAME_S * sample_rate)))
     n = (len(x) // frame) * frame
-    ms = x[:n].reshape(-1, frame).square().mean(dim=1) if n else torch.zeros(1)
-    feats.append(torch.log(ms + _LOG_FLOOR))
+    feats.append(x[:n].reshape(-1, frame).square().mean(dim=1) if n else torch.zeros(1))
     return feats
 
 
-def search_loss(candidate: list, target: list, envelope_weight: float = 0.5) -> float:
+def _logs(features: list, power_gain: float = 1.0) -> list:
+    import torch
+
+    return [torch.log(power_gain * f + _LOG_FLOOR) for f in features]
+
+
+def _distance(log_candidate: list, log_target: list, envelope_weight: float) -> float:
+    mel = sum(float((c - t).abs().mean()) for c, t in zip(log_candidate[:-1], log_target[:-1], strict=True))
+    env = float((log_candidate[-1] - log_target[-1]).abs().mean())
+    return mel / (len(log_candidate) - 1) + envelope_weight * env
+
+
+def search_loss(candidate: list, target: list, envelope_weight: float = 0.5, gain_db: float = 0.0) -> float:
     """Multi-scale log-mel L1 + ``envelope_weight`` x log-loudness-contour L1 (natural-log power
-    units) between two :func:`search_features` lists of the same length of audio."""
-    mel = sum(float((c - t).abs().mean()) for c, t in zip(candidate[:-1], target[:-1], strict=True))
-    env = float((candidate[-1] - target[-1]).abs().mean())
-    return mel / (len(candidate) - 1) + envelope_weight * env
+    units) between two :func:`search_features` lists of the same length of audio, with the
+    candidate made ``gain_db`` louder."""
+    return _distance(_logs(candidate, 10.0 ** (gain_db / 10.0)), _logs(target), envelope_weight)
+
+
+def best_gain(
+    candidate: list,
+    target: list,
+    envelope_weight: float = 0.5,
+    lo_db: float = -40.0,
+    hi_db: float = 40.0,
+    tol_db: float = 0.05,
+) -> tuple[float, float]:
+    """The output gain that brings ``candidate`` closest to ``target`` by :func:`search_loss`.
+
+    A golden-section search (to ``tol_db``) over +-12 dB around the gain that equalises the two
+    mean squares, within ``[lo_db, hi_db]``; 0 dB (no change) is kept when nothing beats it, so
+    the loss returned is never above ``search_loss(candidate, target)``.
+
+    Returns:
+        ``(gain_db, loss)``.
+    """
+    log_t = _logs(target)
+
+    def loss(db: float) -> float:
+        return _distance(_logs(candidate, 10.0 ** (db / 10.0)), log_t, envelope_weight)
+
+    best = (0.0, loss(0.0))
+    c_ms, t_ms = float(candidate[-1].mean()), float(target[-1].mean())
+    if not (c_ms > 0 and t_ms > 0):
+        return best
+    centre = 10.0 * math.log10(t_ms / c_ms)
+    a, b = max(lo_db, centre - 12.0), min(hi_db, centre + 12.0)
+    if not a < b:
+        return best
+    inv_phi = (math.sqrt(5.0) - 1.0) / 2.0
+    c, d = b - inv_phi * (b - a), a + inv_phi * (b - a)
+    fc, fd = loss(c), loss(d)
+    while b - a > tol_db:
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - inv_phi * (b - a)
+            fc = loss(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + inv_phi * (b - a)
+            fd = loss(d)
+    found = (c, fc) if fc < fd else (d, fd)
+    return found if found[1] < best[1] else best
 
 
 # ------------------------------------------------------------------------------------ worker side
@@ -211,6 +282,7 @@ class _Searcher:
             if s.name.endswith("_wavetable") or s.name in LOAD_ONLY
         ]
         self.reload_cont = [j for j, s in enumerate(registry.continuous) if s.name in LOAD_ONLY]
+        self.volume_col = registry.locate("volume")[1]
         self.state: tuple[np.ndarray, np.ndarray, dict] | None = None
         self.target_key: str | None = None
         self.target_feats: list | None = None
@@ -236,7 +308,9 @@ class _Searcher:
             self.engine.synth.render(0, 0.0, 0.001, 0.05)  # let smoothed values arrive
         self.state = (cont.copy(), cat.copy(), raw)
 
-    def evaluate(self, cont: np.ndarray, cat: np.ndarray, target: SearchTarget) -> float:
+    def evaluate(self, cont: np.ndarray, cat: np.ndarray, target: SearchTarget) -> tuple[float, float]:
+        """``(search loss, output gain in dB it was measured at)``: 0 dB, or with
+        ``target.match_level`` the best gain the candidate's ``volume`` can still reach."""
         if self.target_key != target.key:
             self.target_feats = search_features(target.audio, target.sample_rate)
             self.target_key = target.key
@@ -246,9 +320,19 @@ class _Searcher:
             raise ValueError("the render holds NaN or Inf")
         self.engine.flush()  # end the voice here, so the next candidate starts clean
         mono = audio.mean(axis=0)[: len(target.audio)]
-        return search_loss(
-            search_features(mono, target.sample_rate), self.target_feats, target.envelope_weight
+        feats = search_features(mono, target.sample_rate)
+        if not target.match_level:
+            return search_loss(feats, self.target_feats, target.envelope_weight), 0.0
+        volume = self.registry["volume"]
+        now_db = volume_db(volume.from_unit(float(cont[self.volume_col])))
+        hi = volume_db(volume.max) - now_db
+        peak = float(np.abs(audio).max())
+        if peak > 0:  # stay below vita's output clamp (+-2.1), where the gain stops being exact
+            hi = min(hi, 20.0 * math.log10(OUTPUT_LIMIT / peak))
+        gain, loss = best_gain(
+            feats, self.target_feats, target.envelope_weight, min(0.0, LEVEL_MIN_DB - now_db), max(0.0, hi)
         )
+        return loss, gain
 
     def final(self, cont, cat, note: int, note_s: float, render_s: float, sample_rate: int):
         """Full-quality render (fresh synth, ``(2, T)``) and the preset JSON text the synth writes."""
@@ -285,8 +369,8 @@ def init_worker(registry_json: str, tables: list[dict], sample_rate: int) -> Non
     _SEARCHER = _Searcher(ParamRegistry.from_json(registry_json), tables, sample_rate)
 
 
-def evaluate_task(task: tuple) -> float:
-    """Pool task ``(continuous, categorical, SearchTarget)`` -> search loss."""
+def evaluate_task(task: tuple) -> tuple[float, float]:
+    """Pool task ``(continuous, categorical, SearchTarget)`` -> ``(search loss, gain dB)``."""
     global _TASKS_DONE
     assert _SEARCHER is not None, "the pool was not started with refine.init_worker"
     _TASKS_DONE += 1
@@ -340,17 +424,20 @@ class Budget:
 
 def evaluate_batch(
     pool: WorkerPool, candidates: list[tuple[np.ndarray, np.ndarray]], target: SearchTarget
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Search losses ``(n,)`` of candidates evaluated in parallel; failed ones are NaN.
 
     Returns:
-        ``(losses, failures)``.
+        ``(losses, gains_db, failures)``: ``gains_db`` ``(n,)`` is the output gain each loss was
+        measured at (0 without ``target.match_level``; apply it with
+        :meth:`~vitalmatch.synth.params.ParamRegistry.with_output_gain`).
     """
     losses = np.full(len(candidates), np.nan)
+    gains = np.zeros(len(candidates))
     for result in pool.map_unordered(evaluate_task, ((c, k, target) for c, k in candidates)):
-        if result.ok and math.isfinite(result.value):
-            losses[result.index] = float(result.value)
-    return losses, int(np.isnan(losses).sum())
+        if result.ok and math.isfinite(result.value[0]):
+            losses[result.index], gains[result.index] = result.value
+    return losses, gains, int(np.isnan(losses).sum())
 
 
 class _Search:
@@ -379,7 +466,7 @@ class _Search:
 
     def run(self, candidates: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
         """Evaluate, update the best, and return losses with failures replaced by a penalty."""
-        losses, failed = evaluate_batch(self.pool, candidates, self.target)
+        losses, gains, failed = evaluate_batch(self.pool, candidates, self.target)
         self.budget.evals += len(candidates)
         self.failures += failed
         finite = losses[np.isfinite(losses)]
@@ -387,7 +474,8 @@ class _Search:
             self.worst = max(self.worst, float(finite.max()))
             j = int(np.nanargmin(losses))
             if self.best is None or losses[j] < self.best[0]:
-                self.best = (float(losses[j]), candidates[j][0].copy(), candidates[j][1].copy())
+                cont = self.registry.with_output_gain(candidates[j][0], gains[j])  # a copy
+                self.best = (float(losses[j]), cont, candidates[j][1].copy())
                 self._remember()
         losses = np.where(np.isfinite(losses), losses, self.worst + 1.0 + abs(self.worst))
         best = self.best[0] if self.best else math.inf
@@ -403,16 +491,21 @@ class _Search:
 
 
 def searchable_columns(
-    registry: ParamRegistry, continuous: np.ndarray, categorical: np.ndarray, tier: int
+    registry: ParamRegistry,
+    continuous: np.ndarray,
+    categorical: np.ndarray,
+    tier: int,
+    exclude: frozenset[str] = frozenset(),
 ) -> np.ndarray:
-    """Continuous columns CMA-ES moves: in the tier, not frozen, active for these switches."""
+    """Continuous columns CMA-ES moves: in the tier, not frozen nor in ``exclude``, active for
+    these switches."""
     from vitalmatch.synth.activity import activity_masks
 
     active, _ = activity_masks(registry, continuous, categorical)
     cols = [
         j
         for j, s in enumerate(registry.continuous)
-        if s.tier <= tier and s.name not in FROZEN | PITCH | LOAD_ONLY and active[j]
+        if s.tier <= tier and s.name not in FROZEN | PITCH | LOAD_ONLY | exclude and active[j]
     ]
     return np.array(cols, dtype=int)
 
@@ -424,7 +517,8 @@ def _cma_phase(search: _Search, config: RefineConfig, deadline_s: float, seed: i
 
     _, cont0, cat0 = search.best
     reg = search.registry
-    cols = searchable_columns(reg, cont0, cat0, config.tier)
+    solved = frozenset({"volume"}) if search.target.match_level else frozenset()  # see best_gain
+    cols = searchable_columns(reg, cont0, cat0, config.tier, solved)
     if len(cols) < 2:
         return "nothing to search"
     integer = [i for i, j in enumerate(cols) if reg.continuous[j].integer]
@@ -624,7 +718,9 @@ def refine(
             restart += 1
     except KeyboardInterrupt:
         stopped = "interrupt"
-    if search.best is None:  # interrupted before the start was evaluated
+    if start_loss is None:  # interrupted before the start was evaluated
+        start_loss = math.nan
+    if search.best is None:
         search.best = (float(start_loss), cont0, cat0)
     best_loss, cont, cat = search.best
     for mark in list(search.marks):  # marks the search stopped before: the final point

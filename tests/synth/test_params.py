@@ -13,6 +13,8 @@ from vitalmatch.synth.params import (
     ParamRegistry,
     check_tier,
     module_of,
+    volume_db,
+    volume_raw,
 )
 
 
@@ -142,3 +144,18 @@ def test_vectors_round_trip(registry):
     np.testing.assert_array_equal(cat2, cat)
     with pytest.raises(ValueError, match="expected"):
         registry.to_raw(cont[:-1], cat)
+
+
+def test_volume_in_decibels(registry):
+    spec = registry["volume"]
+    assert volume_db(spec.default) == pytest.approx(-6.02, abs=0.01)  # the init preset's level
+    assert volume_db(spec.max) == pytest.approx(6.02, abs=0.01)
+    assert volume_raw(volume_db(3000.0)) == pytest.approx(3000.0)
+    assert volume_raw(-95.0) == 0.0
+    cont, _ = registry.defaults()
+    j = registry.locate("volume")[1]
+    louder = registry.with_output_gain(cont, 3.5)
+    assert volume_db(spec.from_unit(float(louder[j]))) == pytest.approx(-6.02 + 3.5, abs=1e-3)
+    assert np.array_equal(np.delete(louder, j), np.delete(cont, j)) and louder is not cont
+    top = registry.with_output_gain(cont, 40.0)  # clamped to the control's +6.02 dB
+    assert spec.from_unit(float(top[j])) == pytest.approx(spec.max)

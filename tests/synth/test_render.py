@@ -145,3 +145,18 @@ def test_a_note_renders_the_same_alone_or_after_others(registry, tables, presets
         alone = unsettled.render(p.continuous, p.categorical, notes=[72])[0]
         worst = max(worst, float(np.abs(alone - together[2]).max()))
     assert worst > 1e-3
+
+
+def test_volume_is_an_exact_output_gain(registry, tables, presets):
+    """What level matching in the search relies on (vitalmatch.synth.params.volume_db)."""
+    from vitalmatch.synth.params import volume_db
+
+    engine = RenderEngine(registry, tables, FAST)
+    spec, j = registry["volume"], registry.locate("volume")[1]
+    for preset in presets[:2]:
+        cont, cat = preset.continuous, preset.categorical
+        quiet = registry.with_output_gain(cont, -9.0)
+        gain_db = volume_db(spec.from_unit(float(cont[j]))) - volume_db(spec.from_unit(float(quiet[j])))
+        loud, soft = engine.render(cont, cat), engine.render(quiet, cat)
+        assert np.abs(loud).max() > 1e-3
+        np.testing.assert_allclose(soft * 10 ** (gain_db / 20), loud, rtol=0, atol=1e-5 * np.abs(loud).max())
