@@ -31,7 +31,8 @@ Loss (:func:`search_loss`): the mean over three scales (~10 / 25 / 100 ms window
 loudness contour, same natural-log power units).
 
 Output level (``SearchTarget.match_level``, on by default). The log-mel distance is very
-sensitive to level (a 1.5 dB error alone costs ~0.35, about what a wrong wavetable costs), and
+sensitive to level (on a synthetic target's true preset, a volume 3 dB off alone cost 0.35 and
+one 6 dB off 0.68, as much as a wrong wavetable: ``benchmarks/match_sensitivity.py``), and
 Vital's master ``volume`` is an exact gain on the output (:func:`vitalmatch.synth.params.volume_db`).
 So each candidate is scored at the output gain that fits the target best (:func:`best_gain`,
 within what its ``volume`` can still reach), the point kept carries that ``volume``, and CMA-ES
