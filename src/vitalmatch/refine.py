@@ -225,13 +225,16 @@ def best_gain(
 ) -> tuple[float, float]:
     """The output gain that brings ``candidate`` closest to ``target`` by :func:`search_loss`.
 
-    A golden-section search (to ``tol_db``) over +-12 dB around the gain that equalises the two
-    mean squares, within ``[lo_db, hi_db]``; 0 dB (no change) is kept when nothing beats it, so
-    the loss returned is never above ``search_loss(candidate, target)``.
+    A bounded Brent search (``scipy.optimize.minimize_scalar``, to ``tol_db``) over +-12 dB
+    around the gain that equalises the two mean squares, within ``[lo_db, hi_db]``; 0 dB (no
+    change) is kept when nothing beats it, so the loss returned is never above
+    ``search_loss(candidate, target)``.
 
     Returns:
         ``(gain_db, loss)``.
     """
+    from scipy.optimize import minimize_scalar
+
     log_t = _logs(target)
 
     def loss(db: float) -> float:
@@ -245,20 +248,8 @@ def best_gain(
     a, b = max(lo_db, centre - 12.0), min(hi_db, centre + 12.0)
     if not a < b:
         return best
-    inv_phi = (math.sqrt(5.0) - 1.0) / 2.0
-    c, d = b - inv_phi * (b - a), a + inv_phi * (b - a)
-    fc, fd = loss(c), loss(d)
-    while b - a > tol_db:
-        if fc < fd:
-            b, d, fd = d, c, fc
-            c = b - inv_phi * (b - a)
-            fc = loss(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + inv_phi * (b - a)
-            fd = loss(d)
-    found = (c, fc) if fc < fd else (d, fd)
-    return found if found[1] < best[1] else best
+    found = minimize_scalar(loss, bounds=(a, b), method="bounded", options={"xatol": tol_db})
+    return (float(found.x), float(found.fun)) if found.fun < best[1] else best
 
 
 # ------------------------------------------------------------------------------------ worker side
