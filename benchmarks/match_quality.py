@@ -100,15 +100,26 @@ def _true_vectors(matcher, target: dict) -> tuple[np.ndarray, np.ndarray] | None
     return cont, cat
 
 
-def _truth_distance(matcher, target: dict, truth, sr: int) -> float | None:
-    """Full-quality distance of the target's own preset re-rendered by the matcher's final path
-    (the floor the search could reach)."""
+def _render_distances(matcher, target: dict, vectors, sr: int) -> list[float]:
+    """Full-quality distances to ``target`` of presets ``[(continuous, categorical), ...]``
+    rendered by the matcher's final path (fresh synth, the target's note and length); NaN for a
+    render that failed."""
     from vitalmatch.metrics import multiscale_mel_l1
     from vitalmatch.refine import final_task
 
-    task = (*truth, target["note"], target["note_s"], len(target["audio"]) / sr, sr)
-    (res,) = list(matcher.pool.map(final_task, [task]))
-    return float(multiscale_mel_l1(res.value[0].mean(axis=0), target["audio"], sr)) if res.ok else None
+    render_s = len(target["audio"]) / sr
+    tasks = [(c, k, target["note"], target["note_s"], render_s, sr) for c, k in vectors]
+    return [
+        float(multiscale_mel_l1(res.value[0].mean(axis=0), target["audio"], sr)) if res.ok else float("nan")
+        for res in matcher.pool.map(final_task, tasks)
+    ]
+
+
+def _truth_distance(matcher, target: dict, truth, sr: int) -> float | None:
+    """Full-quality distance of the target's own preset re-rendered by the matcher's final path
+    (the floor the search could reach)."""
+    (d,) = _render_distances(matcher, target, [truth], sr)
+    return None if np.isnan(d) else d
 
 
 def _wrong_categoricals(matcher, truth, categorical: np.ndarray, tier: int) -> tuple[int, int]:
@@ -147,24 +158,14 @@ def _preset_targets(folder: Path, n: int) -> list[dict]:
 
 def _full_distances(matcher, target: dict, result, sr: int) -> dict:
     """Full-quality distance of the start and every snapshot."""
-    from vitalmatch.metrics import multiscale_mel_l1
-    from vitalmatch.refine import final_task
-
     points = {"evals:0": (result.distance_start, 0, 0.0)}
     ref = result.refinement
     if ref is None:
         return points
     snaps = ref.snapshots
-    tasks = [
-        (c, k, target["note"], target["note_s"], len(target["audio"]) / sr, sr) for c, k, *_ in snaps.values()
-    ]
-    for key, res in zip(snaps, matcher.pool.map(final_task, tasks), strict=True):
+    distances = _render_distances(matcher, target, [(c, k) for c, k, *_ in snaps.values()], sr)
+    for key, d in zip(snaps, distances, strict=True):
         _, _, _, evals, seconds = snaps[key]
-        d = (
-            float(multiscale_mel_l1(res.value[0].mean(axis=0), target["audio"], sr))
-            if res.ok
-            else float("nan")
-        )
         points[key] = (min(d, result.distance_start), evals, seconds)  # the match keeps the start if closer
     return points
 

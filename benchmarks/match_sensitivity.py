@@ -81,8 +81,6 @@ def main() -> None:
     args = ap.parse_args()
 
     from vitalmatch.match import MatchConfig, Matcher
-    from vitalmatch.metrics import multiscale_mel_l1
-    from vitalmatch.refine import final_task
 
     if not args.data.is_file():
         sys.exit(f"error: no dataset at {args.data} (run vitalmatch generate first)")
@@ -104,12 +102,8 @@ def main() -> None:
             variants = _variants(
                 matcher.registry, truth, (r.continuous, r.categorical), config.tier, args.tolerance
             )
-            render_s = len(target["audio"]) / sr
-            tasks = [(c, k, target["note"], target["note_s"], render_s, sr) for _, (c, k) in variants]
-            dist = {}
-            for (label, _), res in zip(variants, matcher.pool.map(final_task, tasks), strict=True):
-                d = multiscale_mel_l1(res.value[0].mean(axis=0), target["audio"], sr) if res.ok else np.nan
-                dist[label] = float(d)
+            distances = mq._render_distances(matcher, target, [v for _, v in variants], sr)
+            dist = {label: d for (label, _), d in zip(variants, distances, strict=True)}
             init = r.distance_init
             singles = {k: v for k, v in dist.items() if k.startswith("truth but")}
             over = sorted((v, k) for k, v in singles.items() if v > GOAL * init)
