@@ -203,6 +203,8 @@ def test_ddp_two_processes_gloo(tiny_dataset, tmp_path):
         *SMALL,
         "--batch-size",
         "2",
+        "--device",
+        "cpu",  # gloo on CPU processes, also where a GPU is present
         "--no-progress",
         "--logger",
         "none",
@@ -216,6 +218,55 @@ def test_ddp_two_processes_gloo(tiny_dataset, tmp_path):
     n_train = start["train_examples"]
     assert end["step"] == n_train // 4
     assert r.stdout.count("finished at step") == 1  # only rank 0 reports
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+def test_cuda_bf16_run_learns_and_its_checkpoint_runs_on_the_cpu(tiny_dataset, tmp_path):
+    out = tmp_path / "gpu"
+    fit(
+        _config(
+            tiny_dataset,
+            out,
+            device="cuda",  # amp "auto": bf16 autocast on CUDA
+            epochs=40,
+            max_train_rows=16,
+            max_val_rows=8,
+            lr=3e-3,
+            dropout=0.0,
+            spec_augment=False,
+            gain_db=0.0,
+            noise_prob=0.0,
+            weight_decay=0.0,
+            patience=0,
+        )
+    )
+    assert _records(out, "start")[0]["device"] == "cuda:0"
+    train = _records(out, "train")
+    assert train[-1]["loss"] < 0.35 * train[0]["loss"], (train[0]["loss"], train[-1]["loss"])
+    ck = checkpoint.load(out / "best.pt")
+    assert all(t.device.type == "cpu" for t in ck["model"].values())
+    model = checkpoint.build_model(ck).eval()
+    x = torch.randn(2, 1, 64, int(ck["input_frames"]), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        on_cpu = model(x)["continuous"]
+        on_gpu = model.to("cuda")(x.to("cuda"))["continuous"].cpu()
+    assert torch.allclose(on_cpu, on_gpu, atol=1e-3), (on_cpu - on_gpu).abs().max()
+
+
+@needs_cuda
+def test_more_processes_than_gpus_is_a_clear_error(tiny_dataset, tmp_path):
+    gpus = torch.cuda.device_count()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(gpus + 1)]
+    cmd += ["-m", "vitalmatch", "train", "--data", str(tiny_dataset), "--out", str(tmp_path / "o"), *SMALL]
+    r = subprocess.run(
+        [*cmd, "--no-progress", "--logger", "none"], capture_output=True, text=True, timeout=600
+    )
+    assert r.returncode != 0
+    want = f"error: this process wants cuda:{gpus} but torch sees {gpus} GPU(s);"
+    assert want in r.stderr, r.stderr[-3000:]
 
 
 def test_early_stopping_and_accumulation(tiny_dataset, tmp_path):

@@ -137,6 +137,13 @@ def _init_distributed(device_pref: str) -> tuple[_Dist, torch.device]:
             raise ValueError("device cuda was asked for, but torch sees no CUDA GPU")
         if device.type == "cuda" and world > 1:
             device = torch.device(f"cuda:{local}")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if device.type == "cuda" and device.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"this process wants {device} but torch sees {torch.cuda.device_count()} GPU(s); start at "
+            "most that many processes per machine (torchrun --nproc_per_node) or train on --device cpu"
+        )
     if world <= 1:
         return _Dist(), device
     if device.type == "cuda":
