@@ -66,7 +66,8 @@ class GenerateConfig:
             (seeded by ``seed`` and the preset index, so resume and re-runs agree); None = all.
             More presets for the same rendering time, at fewer pitches each.
         store_mels: also store float16 log-mels (``features/log_mel``) computed with the defaults of
-            :class:`vitalmatch.features.FeatureConfig` at the render sample rate.
+            :class:`vitalmatch.features.FeatureConfig` at the render sample rate, in the render
+            workers (one torch thread each), from the float renders before 16-bit storage.
         commit_every: presets between durable commits.
         task_timeout_s: a render taking longer kills its worker; the preset is logged as failed.
         max_tasks_per_worker: workers are replaced after this many presets.
@@ -151,6 +152,7 @@ FAULTS_ENV = "VITALMATCH_FAULTS"
 _ENGINE: RenderEngine | None = None
 _VALIDATION: ValidationConfig | None = None
 _FAULTS: dict[int, str] = {}
+_FEATURES: Any = None  # FeatureConfig of the stored log-mels (--store-mels), else None
 
 
 def _parse_faults(text: str) -> dict[int, str]:
@@ -162,12 +164,23 @@ def _parse_faults(text: str) -> dict[int, str]:
 
 
 def _init_worker(
-    registry_json: str, tables: list[dict], render: RenderConfig, validation: ValidationConfig
+    registry_json: str,
+    tables: list[dict],
+    render: RenderConfig,
+    validation: ValidationConfig,
+    features: Any = None,
 ) -> None:
-    global _ENGINE, _VALIDATION, _FAULTS
+    global _ENGINE, _VALIDATION, _FAULTS, _FEATURES
     _ENGINE = RenderEngine(ParamRegistry.from_json(registry_json), tables, render)
     _VALIDATION = validation
     _FAULTS = _parse_faults(os.environ.get(FAULTS_ENV, ""))
+    _FEATURES = features
+    if features is not None:
+        import torch
+
+        # One thread per worker: the workers already fill the cores, and OpenMP threads spinning
+        # beside them would slow every render down.
+        torch.set_num_threads(1)
 
 
 def _inject_fault(index: int) -> None:
@@ -183,8 +196,10 @@ def _inject_fault(index: int) -> None:
 
 def _render_task(
     task: tuple[int, np.ndarray, np.ndarray, tuple[int, ...]],
-) -> tuple[int, list[np.ndarray | None], list[str | None]]:
-    """Render one preset at its notes; return only the accepted audio and each note's verdict."""
+) -> tuple[int, list[np.ndarray | None], list[str | None], list[np.ndarray | None]]:
+    """Render one preset at its notes; return the accepted audio, each note's verdict and, with
+    ``--store-mels``, the accepted renders' float16 log-mels ``(n_mels, frames)`` (computed here,
+    in the worker, so that they scale with the workers)."""
     index, cont, cat, notes = task
     assert _ENGINE is not None and _VALIDATION is not None
     if _FAULTS:
@@ -192,7 +207,15 @@ def _render_task(
     audio = _ENGINE.render(cont, cat, notes)
     reasons = [check_audio(a, _VALIDATION) for a in audio]
     kept = [a if r is None else None for a, r in zip(audio, reasons, strict=True)]
-    return index, kept, reasons
+    mels: list[np.ndarray | None] = [None] * len(kept)
+    good = [i for i, a in enumerate(kept) if a is not None]
+    if _FEATURES is not None and good:
+        from vitalmatch.features import log_mel
+
+        block = log_mel(np.stack([kept[i] for i in good]), _FEATURES).numpy().astype(np.float16)
+        for i, m in zip(good, block, strict=True):
+            mels[i] = m
+    return index, kept, reasons, mels
 
 
 # ------------------------------------------------------------------------------ main side
@@ -293,7 +316,13 @@ def generate(config: GenerateConfig) -> GenerateSummary:
         with WorkerPool(
             config.workers,
             initializer=_init_worker,
-            initargs=(registry.to_json(), [e.table for e in catalog], config.render, config.validation),
+            initargs=(
+                registry.to_json(),
+                [e.table for e in catalog],
+                config.render,
+                config.validation,
+                features,
+            ),
             task_timeout_s=config.task_timeout_s,
             max_tasks_per_worker=config.max_tasks_per_worker,
         ) as pool:
@@ -308,11 +337,11 @@ def generate(config: GenerateConfig) -> GenerateSummary:
                             failed.append({"preset": preset.index, "reason": result.error})
                         log.warning("preset %d failed: %s", preset.index, result.error)
                     else:
-                        _, audio, reasons = result.value
+                        _, audio, reasons, mels = result.value
                         rejections.update(r for r in reasons if r)
                         good = [
-                            (note, a)
-                            for note, a in zip(config.notes_for(preset.index), audio, strict=True)
+                            (note, a, m)
+                            for note, a, m in zip(config.notes_for(preset.index), audio, mels, strict=True)
                             if a is not None
                         ]
                         if good:
@@ -321,19 +350,19 @@ def generate(config: GenerateConfig) -> GenerateSummary:
                                 preset.categorical,
                                 [catalog.hashes[preset.categorical[c]] for c in wt_cols],
                             )
-                            batch = np.stack([a for _, a in good])
+                            batch = np.stack([a for _, a, _ in good])
                             writer.append(
                                 audio=batch,
                                 continuous=np.tile(preset.continuous, (len(good), 1)),
                                 categorical=np.tile(preset.categorical, (len(good), 1)),
-                                midi_note=[n for n, _ in good],
+                                midi_note=[n for n, _, _ in good],
                                 source=["synthetic"] * len(good),
                                 tier=[config.tier] * len(good),
                                 preset_hash=[h] * len(good),
                                 preset_name=[preset.name] * len(good),
                                 split=[split_of(h, config.split)] * len(good),
                                 preset_index=[preset.index] * len(good),
-                                log_mel=_mels(batch, features),
+                                log_mel=np.stack([m for _, _, m in good]) if features else None,
                             )
                             kept += 1
                             rows += len(good)
@@ -433,14 +462,6 @@ def _progress(kept, next_preset, rows, rejections, failed, n_failed=None) -> dic
         "failed": list(failed),
         "n_failed": len(failed) if n_failed is None else n_failed,
     }
-
-
-def _mels(batch: np.ndarray, features) -> np.ndarray | None:
-    if features is None:
-        return None
-    from vitalmatch.features import log_mel
-
-    return log_mel(batch, features).numpy()
 
 
 def _progress_bar(config: GenerateConfig, initial: int):
