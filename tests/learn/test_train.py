@@ -41,22 +41,23 @@ def _records(out: Path, kind: str) -> list[dict]:
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
 
 
+#: 16 examples, no regularisation, no augmentation: a run that can only overfit.
+OVERFIT = dict(
+    epochs=40,
+    max_train_rows=16,
+    max_val_rows=8,
+    lr=3e-3,
+    dropout=0.0,
+    spec_augment=False,
+    gain_db=0.0,
+    noise_prob=0.0,
+    weight_decay=0.0,
+    patience=0,
+)
+
+
 def test_loss_falls_when_overfitting_16_examples(tiny_dataset, tmp_path):
-    cfg = _config(
-        tiny_dataset,
-        tmp_path / "overfit",
-        epochs=40,
-        max_train_rows=16,
-        max_val_rows=8,
-        lr=3e-3,
-        dropout=0.0,
-        spec_augment=False,
-        gain_db=0.0,
-        noise_prob=0.0,
-        weight_decay=0.0,
-        patience=0,
-    )
-    state = fit(cfg)
+    state = fit(_config(tiny_dataset, tmp_path / "overfit", **OVERFIT))
     train = _records(tmp_path / "overfit", "train")
     first, last = train[0]["loss"], train[-1]["loss"]
     assert state.step == 40 * 4 and last < 0.35 * first, (first, last)
@@ -226,23 +227,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @needs_cuda
 def test_cuda_bf16_run_learns_and_its_checkpoint_runs_on_the_cpu(tiny_dataset, tmp_path):
     out = tmp_path / "gpu"
-    fit(
-        _config(
-            tiny_dataset,
-            out,
-            device="cuda",  # amp "auto": bf16 autocast on CUDA
-            epochs=40,
-            max_train_rows=16,
-            max_val_rows=8,
-            lr=3e-3,
-            dropout=0.0,
-            spec_augment=False,
-            gain_db=0.0,
-            noise_prob=0.0,
-            weight_decay=0.0,
-            patience=0,
-        )
-    )
+    fit(_config(tiny_dataset, out, device="cuda", **OVERFIT))  # amp "auto": bf16 autocast on CUDA
     assert _records(out, "start")[0]["device"] == "cuda:0"
     train = _records(out, "train")
     assert train[-1]["loss"] < 0.35 * train[0]["loss"], (train[0]["loss"], train[-1]["loss"])
