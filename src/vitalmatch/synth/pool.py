@@ -16,7 +16,10 @@ parent waits on the pipes, the process sentinels and a wake-up pipe with
 starts when the task is handed to an idle, initialised worker, i.e. when it starts running. The
 dispatcher pulls items from the iterable only while fewer than ``window`` items are pulled but not
 yet handed back to the caller, so memory stays bounded and workers keep running while the caller
-processes a result.
+processes a result. Workers start side by side: the initializer and its arguments (megabytes of
+wavetables for the synth) travel through the worker's pipe from a short-lived thread, not as
+``Process`` arguments, which would make each ``start()`` wait until that child had imported the
+initializer's module (~2 s each here, one after another).
 
 Why not ``pebble.ProcessPool``: it isolates a crash in a running task correctly, re-runs the
 initializer and counts timeouts from task start, with ~0.07 ms overhead per task. But a worker
@@ -111,15 +114,18 @@ def _one_line(exc: BaseException) -> str:
 #   ("ready",)                          initializer done, waiting for tasks
 #   ("init_error", reason, traceback)   initializer raised; the worker then exits with code 1
 #   ("ok", value) | ("error", reason, traceback)   one per task
-# Messages from the parent: pickled (fn, item) per task; EOF (parent closed its end) means exit.
+# Messages from the parent: first the pickled (initializer, initargs), then pickled (fn, item) per
+# task; EOF (parent closed its end) means exit.
 # ----------------------------------------------------------------------------------------------
 
 
-def _worker_main(conn: Connection, initializer: Callable[..., Any] | None, initargs: tuple) -> None:
-    """Body of a worker process: run the initializer, then one task per message until EOF."""
+def _worker_main(conn: Connection) -> None:
+    """Body of a worker process: receive and run the initializer, then one task per message until
+    EOF."""
     # Ctrl-C reaches the whole process group; the parent decides, and kills us in close().
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
+        initializer, initargs = pickle.loads(conn.recv_bytes())
         if initializer is not None:
             initializer(*initargs)
     except BaseException as exc:  # report anything, then die
@@ -164,11 +170,12 @@ def _send(conn: Connection, message: tuple) -> bool:
 class _Worker:
     """Parent-side handle of one worker process: its pipe and what it is doing."""
 
-    __slots__ = ("proc", "conn", "ready", "index", "since", "done")
+    __slots__ = ("proc", "conn", "sender", "ready", "index", "since", "done")
 
-    def __init__(self, proc: BaseProcess, conn: Connection) -> None:
+    def __init__(self, proc: BaseProcess, conn: Connection, sender: threading.Thread | None = None) -> None:
         self.proc = proc
         self.conn = conn
+        self.sender = sender  # the thread sending the initializer message (see WorkerPool._spawn)
         self.ready = False  # initializer finished
         self.index: int | None = None  # index of the task it runs, None when idle
         self.since = time.monotonic()  # spawn time, then start time of the current task
@@ -252,6 +259,8 @@ class WorkerPool:
         self._closed = False
         self._run: _Run | None = None
         self._lock = threading.Lock()
+        # Sent to each new worker through its pipe, from a thread (see _spawn).
+        self._init_payload = ForkingPickler.dumps((initializer, self.initargs))
         try:
             for _ in range(workers):
                 self._spawn()
@@ -297,6 +306,7 @@ class WorkerPool:
         for worker in self._workers:
             if worker.index is not None or not worker.ready:
                 worker.proc.kill()  # busy or still initialising: nothing to wait for
+            self._stop_sender(worker)
             _close_quietly(worker.conn)  # an idle worker sees EOF and exits by itself
         procs = [w.proc for w in self._workers] + [p for p, _ in self._retiring]
         self._workers.clear()
@@ -364,7 +374,7 @@ class WorkerPool:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(
             target=_worker_main,
-            args=(child_conn, self.initializer, self.initargs),
+            args=(child_conn,),
             name="vitalmatch-pool-worker",
             daemon=True,  # the interpreter kills daemon workers at exit if close() was never called
         )
@@ -372,11 +382,35 @@ class WorkerPool:
             proc.start()
         finally:
             child_conn.close()
-        self._workers.append(_Worker(proc, parent_conn))
+        # The initializer and its arguments (megabytes for the synth: wavetables) go through the
+        # pipe from a thread. Passed to Process() instead, they would make start() block until the
+        # child had imported the initializer's module and read them all (~2 s here), so workers
+        # would boot one after another instead of side by side. The worker reports "ready" only
+        # after reading the whole message, so no task is sent on the pipe before it is through.
+        sender = threading.Thread(
+            target=_send_payload,
+            args=(parent_conn, self._init_payload),
+            name="vitalmatch-pool-init",
+            daemon=True,
+        )
+        sender.start()
+        self._workers.append(_Worker(proc, parent_conn, sender))
+
+    @staticmethod
+    def _stop_sender(worker: _Worker) -> bool:
+        """Kill a worker that is still being sent its initializer message and wait for the sending
+        thread to fail (EPIPE), so that its pipe is never closed under a write. True if killed."""
+        sender = worker.sender
+        if sender is None or not sender.is_alive():
+            return False
+        worker.proc.kill()
+        sender.join(10.0)
+        return True
 
     def _retire(self, worker: _Worker, *, kill: bool) -> None:
         """Remove a worker from service: kill it, or close its pipe and let it exit by itself."""
         self._workers.remove(worker)
+        kill = self._stop_sender(worker) or kill
         _close_quietly(worker.conn)
         if kill:
             worker.proc.kill()
@@ -399,6 +433,13 @@ class WorkerPool:
             else:
                 still.append((proc, kill_after))
         self._retiring = still
+
+
+def _send_payload(conn: Connection, payload: bytes) -> None:
+    """Send the initializer message; a worker that died or was retired meanwhile is not an error
+    here (the dispatcher sees its exit)."""
+    with contextlib.suppress(OSError, ValueError):
+        conn.send_bytes(payload)
 
 
 def _close_quietly(conn: Connection) -> None:
