@@ -362,7 +362,7 @@ def generate(config: GenerateConfig) -> GenerateSummary:
                                 preset_name=[preset.name] * len(good),
                                 split=[split_of(h, config.split)] * len(good),
                                 preset_index=[preset.index] * len(good),
-                                log_mel=np.stack([m for _, _, m in good]) if features else None,
+                                log_mel=np.stack([m for _, _, m in good]) if features is not None else None,
                             )
                             kept += 1
                             rows += len(good)

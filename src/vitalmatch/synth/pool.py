@@ -245,8 +245,6 @@ class WorkerPool:
         if window is not None and window < 1:
             raise ValueError(f"window must be >= 1 or None, got {window!r}")
         self.workers = workers
-        self.initializer = initializer
-        self.initargs = tuple(initargs)
         self.task_timeout_s = None if task_timeout_s is None else float(task_timeout_s)
         self.init_timeout_s = None if init_timeout_s is None else float(init_timeout_s)
         self.max_tasks_per_worker = max_tasks_per_worker
@@ -260,7 +258,7 @@ class WorkerPool:
         self._run: _Run | None = None
         self._lock = threading.Lock()
         # Sent to each new worker through its pipe, from a thread (see _spawn).
-        self._init_payload = ForkingPickler.dumps((initializer, self.initargs))
+        self._init_payload = ForkingPickler.dumps((initializer, tuple(initargs)))
         try:
             for _ in range(workers):
                 self._spawn()
