@@ -143,3 +143,22 @@ def test_matcher_with_a_checkpoint_uses_the_prediction(
     assert result.distance <= result.distance_start and result.distance <= result.distance_init
     assert result.seconds < 5 + 10  # the budget plus analysis and the final renders
     assert result.render.shape == (2, int(np.float32(result.render_s) * 44100))
+
+
+def test_a_given_start_replaces_the_other_starts(match_cache, tiny_eval_checkpoint, monkeypatch):
+    """``match_audio(start=...)`` searches from that preset: on a sound made by it, the start is
+    already at the floor and neither the starting set nor the network is consulted."""
+    from vitalmatch.match import MatchConfig, Matcher
+    from vitalmatch.refine import final_task
+
+    monkeypatch.setenv("VITALMATCH_CACHE", str(match_cache))
+    with Matcher(MatchConfig(budget_s=3, start_set_size=START_SET), tiny_eval_checkpoint) as matcher:
+        far = np.argmax([np.abs(c - matcher._init_vectors[0]).sum() for c in matcher.starts.continuous])
+        given = matcher._from_start_set(int(far))
+        (res,) = matcher.pool.map(final_task, [(*given, 57, 0.6, 1.2, 44100)])
+        target = res.value[0].mean(axis=0)
+        result = matcher.match_audio(target, 57, 0.6, start=given)
+    assert set(result.candidates) == {"init", "given"}
+    assert result.start == "given"
+    assert result.distance_start < 0.05 * result.distance_init
+    assert result.distance <= result.distance_start

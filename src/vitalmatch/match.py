@@ -487,9 +487,14 @@ class Matcher:
         progress: Callable[[int, float, float], None] | None = None,
         t0: float | None = None,
         snapshots: tuple[tuple[str, float], ...] = (),
+        start: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> MatchResult:
         """Match mono ``target`` ``(T,)`` at ``config.sample_rate`` played at MIDI ``note`` held
-        ``note_s`` seconds (the render lasts ``T`` samples)."""
+        ``note_s`` seconds (the render lasts ``T`` samples).
+
+        ``start``: full vectors ``(continuous (C,), categorical (K,))`` of a given starting preset;
+        the search then starts from it (not from the starting set or the network), and the init
+        preset is still a fallback at the end."""
         import soxr
 
         from vitalmatch.metrics import multiscale_mel_l1
@@ -514,11 +519,14 @@ class Matcher:
 
         # 1. starting candidates, scored at the target's note
         candidates = [Candidate("init", *self._init_vectors)]
-        if self.starts is not None:
+        if start is not None:
+            given = (np.asarray(start[0], np.float32).copy(), np.asarray(start[1], np.int32).copy())
+            candidates.append(Candidate("given", *given))
+        elif self.starts is not None:
             for row in self.starts.nearest(search_audio, cfg.search_sample_rate, note, cfg.start_candidates):
                 label = f"start set #{row} ({self.starts.names[row]}@{self.starts.notes[row]})"
                 candidates.append(Candidate(label, *self._from_start_set(row)))
-        if self.predictor is not None:
+        if self.predictor is not None and start is None:
             x = target
             if self.predictor.sample_rate != cfg.sample_rate:
                 x = soxr.resample(target, cfg.sample_rate, self.predictor.sample_rate).astype(np.float32)
@@ -541,6 +549,8 @@ class Matcher:
         prefix = {"init": "init", "neighbour": "start set", "prediction": "prediction"}.get(
             cfg.start_from, ""
         )
+        if start is not None:
+            prefix = "given"
         finite = [c for c in candidates if math.isfinite(c.loss) and c.name.startswith(prefix)]
         start = min(finite, key=lambda c: c.loss) if finite else candidates[0]
 
