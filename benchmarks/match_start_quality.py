@@ -140,7 +140,7 @@ def main() -> None:
                 continue
             cols = _columns(matcher.registry, truth, config.tier)
             if matcher.predictor is not None:
-                pred = matcher.predictor.predict_audio(target["audio"])
+                pred = matcher.predictor.predict_audio(target["audio"], matcher.config.sample_rate)
                 network.append(_errors(truth, (pred.continuous, pred.categorical), cols))
             f = {"target": target["name"], **_floors(matcher, target, truth, cols, args.step)}
             floors.append(f)

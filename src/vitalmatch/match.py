@@ -527,10 +527,7 @@ class Matcher:
                 label = f"start set #{row} ({self.starts.names[row]}@{self.starts.notes[row]})"
                 candidates.append(Candidate(label, *self._from_start_set(row)))
         if self.predictor is not None and start is None:
-            x = target
-            if self.predictor.sample_rate != cfg.sample_rate:
-                x = soxr.resample(target, cfg.sample_rate, self.predictor.sample_rate).astype(np.float32)
-            pred = self.predictor.predict_audio(x)
+            pred = self.predictor.predict_audio(target, cfg.sample_rate)
             candidates.append(
                 Candidate("prediction", pred.continuous, pred.categorical, probabilities=pred.probabilities)
             )
@@ -546,17 +543,18 @@ class Matcher:
             c.loss = float(loss)
             if gain:  # scored at another output level: move the candidate's volume there
                 c.continuous = self.registry.with_output_gain(c.continuous, gain)
-        prefix = {"init": "init", "neighbour": "start set", "prediction": "prediction"}.get(
-            cfg.start_from, ""
-        )
         if start is not None:
             prefix = "given"
+        else:
+            prefix = {"init": "init", "neighbour": "start set", "prediction": "prediction"}.get(
+                cfg.start_from, ""
+            )
         finite = [c for c in candidates if math.isfinite(c.loss) and c.name.startswith(prefix)]
-        start = min(finite, key=lambda c: c.loss) if finite else candidates[0]
+        chosen = min(finite, key=lambda c: c.loss) if finite else candidates[0]
 
         # 2. refinement
         refinement = None
-        best = (start.continuous, start.categorical)
+        best = (chosen.continuous, chosen.categorical)
         if cfg.refine and not interrupted:
             refinement = refine(
                 self.pool,
@@ -564,8 +562,8 @@ class Matcher:
                 best,
                 search_target,
                 cfg.refine_config(),
-                probabilities=start.probabilities,
-                start_loss=start.loss,
+                probabilities=chosen.probabilities,
+                start_loss=chosen.loss,
                 progress=progress,
                 budget=budget,
                 snapshots=snapshots,
@@ -575,7 +573,7 @@ class Matcher:
 
         # 3. full-quality renders: init, start, result and the search's runner-up best points
         # (its loss comes from a reused synth: a runner-up can be closer at full quality)
-        vectors = [self._init_vectors, (start.continuous, start.categorical), best]
+        vectors = [self._init_vectors, (chosen.continuous, chosen.categorical), best]
         if refinement is not None:
             vectors += [(c, k) for c, k, _ in refinement.elites[1:]]
         tasks = [(c, k, int(note), float(note_s), float(render_s), cfg.sample_rate) for c, k in vectors]
@@ -605,7 +603,7 @@ class Matcher:
             preset=preset,
             continuous=np.asarray(cont, np.float32),
             categorical=np.asarray(cat, np.int32),
-            start=start.name,
+            start=chosen.name,
             kept=("init", "start")[keep] if keep < 2 else "refined",
             distance_init=dist[0],
             distance_start=dist[1],

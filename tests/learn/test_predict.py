@@ -52,6 +52,14 @@ def test_prediction_fills_a_whole_preset(run, tiny_dataset):
     # Longer and shorter inputs are cropped / padded to the training length.
     assert p.predict_audio(np.concatenate([audio, audio])).continuous.shape == pred.continuous.shape
     assert p.predict_audio(audio[:1000]).continuous.shape == pred.continuous.shape
+    # Audio at another rate is resampled to the model's first (an unresampled 2x clip would be
+    # heard an octave down, at half speed).
+    import soxr
+
+    doubled = soxr.resample(audio, p.sample_rate, 2 * p.sample_rate).astype(np.float32)
+    right = np.abs(p.predict_audio(doubled, 2 * p.sample_rate).continuous - pred.continuous).max()
+    wrong = np.abs(p.predict_audio(doubled).continuous - pred.continuous).max()
+    assert right < 0.01 and wrong > 10 * right
     # Batched log-mels give the same answer as one clip.
     from vitalmatch.features import log_mel
 

@@ -100,10 +100,16 @@ class Predictor:
             )
         return result
 
-    def predict_audio(self, samples: np.ndarray) -> Prediction:
-        """Prediction for one mono clip ``(T,)`` at :attr:`sample_rate` (cropped / padded)."""
+    def predict_audio(self, samples: np.ndarray, sample_rate: int | None = None) -> Prediction:
+        """Prediction for one mono clip ``(T,)`` (cropped / padded) at ``sample_rate`` Hz, resampled
+        to :attr:`sample_rate` first where they differ (None: already at :attr:`sample_rate`)."""
+        a = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if sample_rate is not None and sample_rate != self.sample_rate:
+            import soxr
+
+            a = soxr.resample(a, sample_rate, self.sample_rate).astype(np.float32)
         x = np.zeros(self.input_samples, dtype=np.float32)
-        a = np.asarray(samples, dtype=np.float32).reshape(-1)[: self.input_samples]
+        a = a[: self.input_samples]
         x[: len(a)] = a
         mels = log_mel(x, self.features)
         return self.predict_mels(mels[None])[0]
