@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.pace import slowdown
 from tests.processes import default_sigint
 from tests.sounds import START_SET, render_vital, write_audible_wavs
 from vitalmatch.synth.export import read_vital
@@ -140,6 +141,7 @@ def test_matcher_with_a_checkpoint_uses_the_prediction_unless_given_a_start(
     from vitalmatch.refine import final_task
 
     monkeypatch.setenv("VITALMATCH_CACHE", str(match_cache))
+    pace = slowdown()
     with Matcher(MatchConfig(budget_s=5, start_set_size=START_SET), tiny_eval_checkpoint) as matcher:
         result = matcher.match_file(sounds[1])
         far = np.argmax([np.abs(c - matcher._init_vectors[0]).sum() for c in matcher.starts.continuous])
@@ -149,7 +151,7 @@ def test_matcher_with_a_checkpoint_uses_the_prediction_unless_given_a_start(
     assert "prediction" in result.candidates and np.isfinite(result.candidates["prediction"])
     assert len(result.candidates) == 1 + 6 + 1  # init, nearest starting presets, prediction
     assert result.distance <= result.distance_start and result.distance <= result.distance_init
-    assert result.seconds < 5 + 10  # the budget plus analysis and the final renders
+    assert result.seconds < 5 + 10 * pace  # the budget plus analysis and the final renders
     assert result.render.shape == (2, int(np.float32(result.render_s) * 44100))
 
     assert set(from_given.candidates) == {"init", "given"}

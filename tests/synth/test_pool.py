@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.pace import slowdown
 from tests.synth import pool_tasks as tasks
 from vitalmatch.synth.pool import TaskResult, WorkerPool, describe_exitcode
 
@@ -108,20 +109,22 @@ def test_real_vita_segfault_is_isolated_and_initializer_reruns():
 
 
 def test_timeout_kills_the_task_and_later_tasks_still_run():
+    limit = round(1.0 * slowdown(), 1)  # the quick tasks must never reach it, even on a loaded machine
     items = [(0.01, 0), (60.0, 1), (0.01, 2), (0.01, 3)]
     start = time.monotonic()
-    with WorkerPool(1, task_timeout_s=1.0) as pool:
+    with WorkerPool(1, task_timeout_s=limit) as pool:
         results = list(pool.map(tasks.sleep_then, items))
-    assert time.monotonic() - start < 10
-    assert results[1] == TaskResult(1, "timeout", None, "timed out after 1.0 s")
+    assert time.monotonic() - start < 10 * limit
+    assert results[1] == TaskResult(1, "timeout", None, f"timed out after {limit} s")
     assert [(r.status, r.value) for r in results if r.index != 1] == [("ok", 0), ("ok", 2), ("ok", 3)]
 
 
 def test_timeout_counts_from_task_start_not_submission():
-    # One worker, all four tasks queued at once: the last starts ~1.8 s after submission,
-    # past the 1.0 s limit, yet each runs only 0.6 s.
-    with WorkerPool(1, task_timeout_s=1.0, window=8) as pool:
-        results = list(pool.map(tasks.sleep_then, [(0.6, i) for i in range(4)]))
+    # One worker, four tasks queued at once: each runs 0.4 of the limit, but the last starts 1.2
+    # limits after submission. The limit leaves room for a loaded machine.
+    limit = 1.0 + 1.0 * slowdown()
+    with WorkerPool(1, task_timeout_s=limit, window=8) as pool:
+        results = list(pool.map(tasks.sleep_then, [(0.4 * limit, i) for i in range(4)]))
     assert [r.status for r in results] == ["ok"] * 4
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import vita
 
+from tests.pace import slowdown
 from vitalmatch.synth import wavetables as wt
 from vitalmatch.synth.wavetables import (
     WavetableCatalog,
@@ -388,6 +389,7 @@ def test_discover_shared_presets(tmp_path, init_preset):
     n_files = sum(1 for _ in presets.rglob("*.vital"))
     bad = write_corrupt_files(tmp_path / "bad", init_preset)
 
+    pace = slowdown()
     report = discover([presets, tmp_path / "bad"], include_install_dirs=False)
     print(report.summary())
 
@@ -406,7 +408,7 @@ def test_discover_shared_presets(tmp_path, init_preset):
     # Tables that are not plain Wave Sources (audio files, lines, modifiers) are kept as-is.
     assert any(wavetable_frames(e.table) is None for e in catalog)
     assert len(set(catalog.names)) == len(catalog)
-    assert report.seconds < 20
+    assert report.seconds < 20 * pace
 
 
 def test_discover_survives_bad_files_without_shared(tmp_path, init_preset):

@@ -24,7 +24,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import qmc
 
 from vitalmatch.synth.params import ParamRegistry, check_tier
 
@@ -150,6 +149,9 @@ class PresetSampler:
         cont = np.tile(self._defaults[0], (n, 1)).astype(np.float64)
         cat = np.tile(self._defaults[1], (n, 1))
         if self._cont_cols:
+            # imported here: scipy.stats costs ~1.5 s, paid by every generate worker that imports this module
+            from scipy.stats import qmc
+
             lhs = qmc.LatinHypercube(d=len(self._cont_cols), rng=rng).random(n)
             cont[:, self._cont_cols] = self._lo + lhs * (self._hi - self._lo)
         for col, p in zip(self._cat_cols, self._cat_probs, strict=True):
