@@ -1,6 +1,6 @@
 """How fast this machine is right now, for the tests whose limits are in seconds.
 
-A CI machine can be much slower than an idle one: runs here saw 20-60% of the CPU stolen by the
+A CI machine can be much slower than an idle one: runs here saw 20-82% of the CPU stolen by the
 host (``vmstat``'s ``st`` column), and one run took 56 minutes instead of 13. A test whose time
 limit is a fixed number of seconds then fails although the code is right. Such tests multiply
 their limits by :func:`slowdown`, measured when they start; their assertions stay the same.
