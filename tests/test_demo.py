@@ -26,6 +26,7 @@ import soundfile as sf
 from tests.pace import slowdown
 from tests.processes import default_sigint
 from tests.sounds import START_SET, render_vital, write_audible_wavs
+from tests.vital_app import assert_app_loads
 from vitalmatch.synth.export import read_vital
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -250,6 +251,7 @@ def test_browser_upload_match_and_download(browser, server, sound, tmp_path):
     assert download.suggested_filename == "my sound.vital"
     saved = tmp_path / download.suggested_filename
     download.save_as(saved)
+    assert_app_loads(saved)  # the Vital app's checks: version stamp, strict JSON
     preset = read_vital(saved)
     assert preset["preset_name"] == "my sound"
     assert np.abs(render_vital(preset)).max() > 1e-3  # loads in a fresh synth and sounds
