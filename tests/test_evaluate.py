@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 
+from tests.processes import run_cli
+from tests.vital_app import assert_app_loads
 from vitalmatch.data.storage import DatasetReader
 from vitalmatch.evaluate import EvaluateConfig, evaluate
 
@@ -19,6 +21,7 @@ def test_evaluate_end_to_end(tiny_eval_dataset, tiny_eval_checkpoint, presets_di
     for f in sorted(presets_dir.rglob("*.vital"))[:2]:
         (two / f.name).write_bytes(f.read_bytes())
     (two / "broken.vital").write_text("{not json")
+    (two / "deep.vital").write_text("[" * 200_000 + "]" * 200_000)  # listed with its reason, not fatal
     r = subprocess.run(
         [
             sys.executable, "-m", "vitalmatch", "evaluate", "--data", str(tiny_eval_dataset),
@@ -39,8 +42,10 @@ def test_evaluate_end_to_end(tiny_eval_dataset, tiny_eval_checkpoint, presets_di
         and set(syn["methods"]) == {"model", "nn", "mean", "random", "init", "oracle"}
     )
     assert "oracle" not in real["methods"]
-    assert real["targets"] == 3 and len(real["targets_failed"]) == 1  # the broken file, with its reason
-    assert "not a Vital preset" in real["targets_failed"][0]["error"]
+    assert real["targets"] == 4 and len(real["targets_failed"]) == 2  # the broken files, with reasons
+    errors = {f["name"]: f["error"] for f in real["targets_failed"]}
+    assert "not a Vital preset (not JSON" in errors["broken.vital"]
+    assert "nested too deeply" in errors["deep.vital"]
     for s in (syn, real):
         for m, e in s["methods"].items():
             assert e["failed"] == 0, m
@@ -57,6 +62,18 @@ def test_evaluate_end_to_end(tiny_eval_dataset, tiny_eval_checkpoint, presets_di
     assert len(saved["examples"]) == n_test * 6 + 2 * 5  # no oracle for real presets
     md = (out / "report.md").read_text()
     assert "| model |" in md and "Real presets" in md and "Synthetic test split" in md
+    # Each method's preset for the shown targets, in a form the Vital app loads.
+    assert len(report["presets"]) == 6 + 5 and "presets/synthetic_00_model.vital" in md
+    for rel in report["presets"]:
+        assert_app_loads(out / rel)
+    # A second run does not replace the report without --overwrite, and says so before any work.
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    r = run_cli("evaluate", "--data", tiny_eval_dataset, "-o", out, "--max-test", "1", "--no-progress")
+    assert (
+        r.returncode == 1
+        and r.stderr.strip() == f"error: {out / 'report.md'} exists; use --overwrite to replace it"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
 def test_known_case_the_oracle_matches_and_init_does_not(tiny_eval_dataset, tmp_path):
@@ -91,3 +108,14 @@ def test_evaluate_cli_errors(tiny_eval_dataset, tmp_path, capsys):
     assert r.returncode == 1 and "needs --checkpoint" in r.stderr
     r = cli("--data", str(tiny_eval_dataset), "-o", str(tmp_path / "o"), "--methods", "telepathy")
     assert r.returncode == 1 and "unknown method" in r.stderr
+    # An output that cannot be written is refused before any render, not after the evaluation.
+    (tmp_path / "file").write_text("x")
+    r = cli("--data", str(tiny_eval_dataset), "-o", str(tmp_path / "file" / "report"), "--no-progress")
+    assert r.returncode == 1 and r.stderr.startswith(
+        f"error: cannot create folder {tmp_path / 'file' / 'report'}"
+    )
+    r = cli("--data", str(tiny_eval_dataset), "-o", str(tmp_path / "file"), "--no-progress")
+    assert (
+        r.returncode == 1
+        and r.stderr.strip() == f"error: cannot write into {tmp_path / 'file'}: it is a file, not a folder"
+    )

@@ -16,6 +16,8 @@ import soundfile as sf
 from tests.pace import slowdown
 from tests.processes import default_sigint
 from tests.sounds import START_SET, render_vital, write_audible_wavs
+from tests.vital_app import assert_app_loads
+from vitalmatch.outputs import render_wav_path
 from vitalmatch.synth.export import read_vital
 
 
@@ -57,7 +59,8 @@ def test_match_without_checkpoint_end_to_end(match_cache, sounds, tmp_path):
     assert preset["preset_name"] == "sound0" and "sound0.wav" in preset["comments"]
     audio = render_vital(preset)  # the file loads in a fresh synth and sounds
     assert np.abs(audio).max() > 1e-3
-    wav, sr = sf.read(out.with_suffix(".wav"))
+    assert_app_loads(out)  # the Vital app's own checks (version stamp, strict JSON)
+    wav, sr = sf.read(render_wav_path(out))
     assert sr == 44100 and wav.shape[1] == 2
 
 
@@ -158,3 +161,83 @@ def test_matcher_with_a_checkpoint_uses_the_prediction_unless_given_a_start(
     assert from_given.start == "given"
     assert from_given.distance_start < 0.05 * from_given.distance_init
     assert from_given.distance <= from_given.distance_start
+
+
+def test_the_render_never_replaces_the_input(match_cache, sounds, tmp_path):
+    """``match s.wav -o s.vital --wav --overwrite`` used to write the render over s.wav."""
+    src = tmp_path / "s.wav"
+    src.write_bytes(sounds[0].read_bytes())
+    before = src.read_bytes()
+    args = ["-o", tmp_path / "s.vital", "--wav", "--overwrite", "--no-refine", "--start-set", START_SET]
+    r = _run([src, *args, "--no-progress"], match_cache)
+    assert r.returncode == 0, r.stderr
+    assert src.read_bytes() == before
+    assert (tmp_path / "s.match.wav").is_file() and f"wrote {tmp_path / 's.match.wav'}" in r.stdout
+    # An output that is the input, by any spelling, is refused before any work, even with --overwrite.
+    named = tmp_path / "x.match.wav"
+    named.write_bytes(before)
+    r = _run(
+        [named, "-o", tmp_path / "sub" / ".." / "x.vital", "--wav", "--overwrite", "--no-progress"],
+        match_cache,
+    )
+    assert r.returncode == 1 and "is the input" in r.stderr.strip().splitlines()[-1]
+    assert named.read_bytes() == before and not (tmp_path / "x.vital").exists()
+
+
+def test_folder_inputs_that_share_a_name_get_distinct_presets(match_cache, sounds, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    audio, sr = sf.read(sounds[0])
+    sf.write(folder / "a.wav", audio, sr)
+    sf.write(folder / "a.flac", audio[::-1], sr)  # another sound under the same stem
+    sf.write(folder / "b.wav", audio, sr)
+    out = tmp_path / "out"
+    r = _run([folder, "-o", out, "--no-refine", "--start-set", START_SET, "--no-progress"], match_cache)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.glob("*.vital")) == ["a.flac.vital", "a.wav.vital", "b.vital"]
+    assert "wrote 3 presets" in r.stdout
+    names = {p.name: read_vital(p)["preset_name"] for p in out.glob("*.vital")}
+    assert names == {"a.wav.vital": "a.wav", "a.flac.vital": "a.flac", "b.vital": "b"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget-s", "inf"], "--budget-s must be a number of seconds in (0, 86400]"),
+        (["--budget-s", "nan"], "--budget-s must be a number of seconds"),
+        (["--start-set", "100000"], "--start-set must be in 0..10000, got 100000"),
+    ],
+)
+def test_absurd_options_are_refused_at_once(match_cache, sounds, tmp_path, args, message):
+    r = _run([sounds[0], "-o", tmp_path / "o.vital", *args, "--no-progress"], match_cache)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+
+
+def test_an_unwritable_output_is_refused_before_the_search(match_cache, sounds, tmp_path):
+    (tmp_path / "file").write_text("x")
+    r = _run(
+        [sounds[0], "-o", tmp_path / "file" / "o.vital", "--start-set", START_SET, "--no-progress"],
+        match_cache,
+    )
+    assert r.returncode == 1 and "search:" not in r.stdout
+    assert r.stderr.strip() == f"error: cannot write into {tmp_path / 'file'}: it is a file, not a folder"
+
+
+def test_a_float_file_far_above_full_scale_is_matched(match_cache, tmp_path):
+    """Peaks of 1e20 made every loss non-finite; 3e38 (near float32's limit) read as 0 ms long."""
+    sr = 44100
+    t = np.arange(sr) / sr
+    tone = np.sin(2 * np.pi * 220 * t) * np.exp(-3 * t)
+    for peak in (1e20, 3e38):
+        path = tmp_path / f"hot{peak:g}.wav"
+        sf.write(path, np.stack([tone, tone], 1) * peak, sr, subtype="FLOAT")
+        out = tmp_path / f"hot{peak:g}.vital"
+        r = _run(
+            [path, "-o", out, "--max-evals", "12", "--start-set", START_SET, "--no-progress"], match_cache
+        )
+        assert r.returncode == 0, r.stderr
+        assert "MIDI 57" in r.stdout  # 220 Hz
+        m = re.search(r"init ([\d.]+), before refinement ([\d.]+), after ([\d.]+)", r.stdout)
+        assert m and all(np.isfinite(float(x)) for x in m.groups()), r.stdout
+        assert_app_loads(out)

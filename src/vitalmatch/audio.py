@@ -83,6 +83,9 @@ class Clip:
         channels: channels in the file.
         source_seconds: the file's full duration as its header states it (the decoded length when
             the header has none); longer than ``seconds`` when the file was cropped.
+        gain_db: gain applied to ``samples`` (dB, <= 0): a float file that peaks above full scale
+            (1.0) is scaled down to peak at 1.0, so that no later step overflows (a float WAV may
+            hold values up to 3.4e38); 0 for every other file.
     """
 
     samples: np.ndarray
@@ -90,6 +93,7 @@ class Clip:
     source_rate: int
     channels: int
     source_seconds: float
+    gain_db: float = 0.0
 
     @property
     def seconds(self) -> float:
@@ -193,7 +197,8 @@ def _collect(
     for block in blocks:
         if not np.isfinite(block).all():
             raise AudioError(f"{name}: contains NaN or infinite samples")
-        mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+        # float64 sum: the channels of a float file near 3.4e38 would overflow float32 to inf
+        mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float64)
         if first is None:
             hits = np.flatnonzero(np.abs(mono) >= loud)
             if hits.size:
@@ -314,6 +319,11 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 44100, max_seconds: f
         peak_db = 20.0 * np.log10(peak) if peak > 0 else -np.inf
         scope = "" if exhausted else f" in the first {max_seconds:g} s"
         raise AudioError(f"{name}: silent (peak {peak_db:.1f} dBFS{scope}, below {SILENCE_DBFS:g} dBFS)")
+    peak = float(np.abs(mono).max(initial=0.0))
+    gain_db = 0.0
+    if peak > 1.0:  # only float files get here; bring them to full scale before any arithmetic
+        mono = (mono.astype(np.float64) / peak).astype(np.float32)
+        gain_db = -20.0 * float(np.log10(peak))
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
     bounds = _sound_bounds(mono, sample_rate, TRIM_THRESHOLD_DB)
@@ -324,7 +334,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 44100, max_seconds: f
             f"at least {1000 * MIN_SOUND_S:.0f} ms needed)"
         )
     source_seconds = header if header is not None else len(mono) / sample_rate
-    return Clip(mono, sample_rate, rate, channels, float(source_seconds))
+    return Clip(mono, sample_rate, rate, channels, float(source_seconds), gain_db)
 
 
 # ---------------------------------------------------------------------------------------- envelopes

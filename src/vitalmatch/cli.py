@@ -2,7 +2,8 @@
 
 Errors the user can fix (bad options, missing or foreign files, an existing output) print one
 line ``error: ...`` to stderr and exit with status 1; Ctrl-C exits with 130 after saving what was
-done.
+done. An unexpected exception (a bug) also prints one line and exits with 1; ``VITALMATCH_DEBUG=1``
+shows its traceback.
 """
 
 from __future__ import annotations
@@ -121,6 +122,16 @@ def discover_wt_cmd(
 
 
 # --------------------------------------------------------------------------------------- generate
+def _midi_notes(text: str) -> tuple[int, ...]:
+    """``--notes``: comma-separated whole MIDI note numbers in 0..127 (``60.0`` is 60; ``60.9`` is
+    refused rather than rendered as 60)."""
+    values = _floats(text, "--notes")
+    bad = [v for v in values if not (v.is_integer() and 0 <= v <= 127)]
+    if bad:
+        raise ValueError(f"--notes must be whole MIDI note numbers in 0..127, got {bad[0]:g}")
+    return tuple(int(v) for v in values)
+
+
 @cli.command("generate")
 @click.option("--tier", type=int, default=1, show_default=True, help="1 or 2.")
 @click.option(
@@ -167,6 +178,14 @@ def discover_wt_cmd(
     "--commit-every", type=int, default=32, show_default=True, help="Presets between durable commits."
 )
 @click.option(
+    "--give-up-after",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="Stop with an error after this many presets in a row without a usable render (thresholds "
+    "that reject everything); the presets kept so far are saved.",
+)
+@click.option(
     "--reuse-synth",
     is_flag=True,
     help="Keep one synth per worker instead of a fresh one per preset: ~15-20% faster, but the first "
@@ -181,7 +200,7 @@ def generate_cmd(**kw) -> None:
     from vitalmatch.data.validation import ValidationConfig
     from vitalmatch.synth.render import RenderConfig
 
-    notes = tuple(int(n) for n in _floats(kw["notes"], "--notes"))
+    notes = _midi_notes(kw["notes"])
     split = _floats(kw["split"], "--split")
     if kw["wavetables"] is not None and not kw["wavetables"].is_file():
         raise click.UsageError(f"wavetable catalog {kw['wavetables']} does not exist")
@@ -208,6 +227,7 @@ def generate_cmd(**kw) -> None:
         notes_per_preset=kw["notes_per_preset"],
         commit_every=kw["commit_every"],
         task_timeout_s=kw["timeout"],
+        give_up_after=kw["give_up_after"],
         resume=kw["resume"],
         overwrite=kw["overwrite"],
         progress=kw["progress"],
@@ -353,21 +373,33 @@ _train_command()
 @click.option("--author", default="vitalmatch", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def predict_cmd(input_path, output, checkpoint, wav, name, author, overwrite) -> None:
-    """Turn an audio file into a .vital preset with a trained model (no search)."""
+    """Turn an audio file into a .vital preset with a trained model (no search).
+
+    The preset is applied and rendered in a synth worker process, with every value clamped to the
+    live synth's ranges (never the checkpoint's).
+    """
     import soundfile as sf
 
     from vitalmatch.learn.predict import Predictor, predict_file
+    from vitalmatch.outputs import check_outputs, render_wav_path
     from vitalmatch.synth.export import write_vital
 
     out = output if output.suffix.lower() == ".vital" else output.with_suffix(".vital")
-    targets = [out] + ([out.with_suffix(".wav")] if wav else [])
-    for t in targets:
-        if t.exists() and not overwrite:
-            raise click.UsageError(f"{t} exists; use --overwrite to replace it")
+    targets = [out] + ([render_wav_path(out)] if wav else [])
+    if input_path.is_dir():
+        raise ValueError(f"input {input_path} is a folder; predict takes one audio file")
     if not input_path.is_file():
-        raise click.UsageError(f"input {input_path} does not exist")
+        raise ValueError(f"input {input_path} does not exist")
+    check_outputs(targets, inputs=[input_path, checkpoint], overwrite=overwrite, create_folders=False)
     predictor = Predictor(checkpoint)
-    match, engine = predict_file(input_path, predictor, name=name, author=author)
+    match = predict_file(input_path, predictor, name=name, author=author)
+    if match.clamped:
+        shown = ", ".join(match.clamped[:5]) + (", ..." if len(match.clamped) > 5 else "")
+        click.echo(
+            f"warning: the checkpoint's ranges of {len(match.clamped)} parameter(s) differ from this "
+            f"synth's ({shown}); their values were clamped to the synth's ranges",
+            err=True,
+        )
     written = write_vital(out, match.preset)
     p = match.prepared
     pitch = "none found, using 60" if p.midi_is_default else f"{p.pitch.hz:.1f} Hz -> MIDI {p.midi_note}"
@@ -376,7 +408,7 @@ def predict_cmd(input_path, output, checkpoint, wav, name, author, overwrite) ->
     )
     click.echo(f"pitch: {pitch}; note length {match.render.note_duration_s:.2f} s")
     click.echo(f"wrote {written}")
-    audio = engine.render_note(p.midi_note)
+    audio = match.audio
     if float(abs(audio).max()) < 1e-4:
         click.echo(f"warning: the predicted preset renders silent at note {p.midi_note}", err=True)
     if wav:
@@ -413,6 +445,7 @@ def predict_cmd(input_path, output, checkpoint, wav, name, author, overwrite) ->
 @workers_option
 @click.option("--images", type=int, default=4, show_default=True, help="Spectrogram images per target set.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an earlier report in --out.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def evaluate_cmd(**kw) -> None:
     """Audio distances of re-rendered predictions against targets, beside baselines."""
@@ -437,6 +470,7 @@ def evaluate_cmd(**kw) -> None:
         images=kw["images"],
         seed=kw["seed"],
         progress=kw["progress"],
+        overwrite=kw["overwrite"],
     )
     from vitalmatch.evaluate import format_report
 
@@ -470,11 +504,12 @@ def _match_progress_bar(budget_s: float, desc: str):
 def _write_match(result, out: Path, wav: bool) -> list[Path]:
     import soundfile as sf
 
+    from vitalmatch.outputs import render_wav_path
     from vitalmatch.synth.export import write_vital
 
     written = [write_vital(out, result.preset)]
     if wav:
-        path = out.with_suffix(".wav")
+        path = render_wav_path(out)
         sf.write(path, result.render.T, result.sample_rate, subtype="FLOAT")
         written.append(path)
     return written
@@ -534,6 +569,7 @@ def match_cmd(
     """
     from vitalmatch.audio import AudioError
     from vitalmatch.match import MatchConfig, Matcher
+    from vitalmatch.outputs import check_outputs, render_wav_path, unique_stems
 
     if input_path.is_dir():
         inputs = sorted(
@@ -543,8 +579,8 @@ def match_cmd(
             raise ValueError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {input_path}")
         if output.suffix.lower() == ".vital":
             raise ValueError("INPUT is a folder: -o must be a folder for the presets")
-        output.mkdir(parents=True, exist_ok=True)
-        outs = [output / p.relative_to(input_path).with_suffix(".vital") for p in inputs]
+        # a.wav and a.flac in one folder become a.wav.vital and a.flac.vital, not one a.vital
+        outs = [output / f"{stem}.vital" for stem in unique_stems(inputs, input_path)]
     elif input_path.is_file():
         inputs, outs = (
             [input_path],
@@ -552,11 +588,10 @@ def match_cmd(
         )
     else:
         raise ValueError(f"input {input_path} does not exist")
-    if not overwrite:
-        for out in outs:
-            for t in [out] + ([out.with_suffix(".wav")] if wav else []):
-                if t.exists():
-                    raise ValueError(f"{t} exists; use --overwrite to replace it")
+    targets = [t for out in outs for t in [out] + ([render_wav_path(out)] if wav else [])]
+    if len(inputs) > 1:
+        targets.append(output / "summary.tsv")
+    check_outputs(targets, inputs=inputs, overwrite=overwrite)  # before any search starts
     if checkpoint is not None and not checkpoint.is_file():
         raise ValueError(f"checkpoint {checkpoint} does not exist")
     config = MatchConfig(
@@ -580,7 +615,7 @@ def match_cmd(
             bar, update = _match_progress_bar(budget_s, path.name) if progress else (None, None)
             try:
                 result = matcher.match_file(
-                    path, name=name if len(inputs) == 1 else None, author=author, progress=update
+                    path, name=name if len(inputs) == 1 else out.stem, author=author, progress=update
                 )
             except AudioError as e:
                 failed += 1
@@ -771,3 +806,13 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last guard: a bug still gets one line, not a traceback
+        if os.environ.get("VITALMATCH_DEBUG"):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        click.echo(
+            f"error: internal error ({type(exc).__name__}{': ' + first if first else ''}); "
+            "set VITALMATCH_DEBUG=1 for the traceback and please report it",
+            err=True,
+        )
+        sys.exit(1)

@@ -101,8 +101,9 @@ class DemoConfig:
             raise ValueError(f"--port must be in 1..65535, got {self.port}")
         if self.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
-        if self.start_set_size < 0:
-            raise ValueError(f"--start-set must be >= 0, got {self.start_set_size}")
+        from vitalmatch.match import check_start_set_size
+
+        check_start_set_size(self.start_set_size)
         if not 2 <= self.default_budget_s <= self.max_budget_s:
             raise ValueError(f"budgets must satisfy 2 <= default <= max, got {self.default_budget_s}")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():

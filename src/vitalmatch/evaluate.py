@@ -4,8 +4,9 @@ Stage: evaluation. Input: a dataset (its test split gives synthetic targets; its
 feeds the mean and nearest-neighbour baselines; it also fixes the registry, wavetable catalog
 and render settings), optionally a checkpoint (the ``model`` method) and a folder of real
 ``.vital`` presets (rendered by the synth at a fixed note: real targets). Output: a report folder
-with ``report.md`` (the tables), ``results.json`` (every number, per example too) and
-spectrogram comparison images.
+with ``report.md`` (the tables), ``results.json`` (every number, per example too),
+spectrogram comparison images and, for the same shown targets, each method's preset as a ``.vital``
+file in ``presets/`` (to listen to in Vital).
 
 Methods, each giving a whole preset per target:
 
@@ -69,9 +70,10 @@ class EvaluateConfig:
         nn_rows: training rows indexed by the nearest-neighbour baseline.
         level_match: scale both signals to the same RMS before the audio metrics.
         workers: render processes.
-        images: spectrogram comparisons written per target set.
+        images: spectrogram comparisons (and the methods' ``.vital`` presets) written per target set.
         seed: random baseline and bootstrap seed.
         progress: progress bar.
+        overwrite: replace the report files of an earlier evaluation in ``out``.
     """
 
     out: Path
@@ -88,6 +90,10 @@ class EvaluateConfig:
     images: int = 4
     seed: int = 0
     progress: bool = True
+    overwrite: bool = False
+
+    #: Files of a report (the images and presets depend on ``images``).
+    REPORT_FILES = ("report.md", "results.json")
 
     def check(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -103,6 +109,15 @@ class EvaluateConfig:
             raise ValueError("max_test and max_presets must be >= 0 and workers >= 1")
         if not 0 <= self.preset_note <= 127:
             raise ValueError(f"preset_note must be a MIDI note 0..127, got {self.preset_note}")
+        if self.images < 0:
+            raise ValueError(f"images must be >= 0, got {self.images}")
+        from vitalmatch.outputs import check_outputs
+
+        # Before any render: an existing report is kept unless asked, and the folder must be writable.
+        inputs = [self.data] + ([self.checkpoint] if self.checkpoint is not None else [])
+        check_outputs(
+            [Path(self.out) / f for f in self.REPORT_FILES], inputs=inputs, overwrite=self.overwrite
+        )
 
 
 @dataclass
@@ -139,10 +154,15 @@ def _init_worker(registry_json: str, tables: list[dict], render: RenderConfig) -
     _ENGINE = RenderEngine(ParamRegistry.from_json(registry_json), tables, render)
 
 
-def _render_task(task: tuple) -> np.ndarray:
+def _render_task(task: tuple) -> np.ndarray | str:
     """Render a vector (``("vector", cont, cat, note)``) or a preset (``("preset", json, note)``);
-    returns mono ``(T,)`` float32."""
+    returns mono ``(T,)`` float32. ``("export", cont, cat)`` returns the vector's preset JSON text
+    (made by the synth, as :func:`vitalmatch.synth.export.preset_dict` does)."""
     assert _ENGINE is not None
+    if task[0] == "export":
+        _, cont, cat = task
+        _ENGINE.load(cont, cat)
+        return _ENGINE.to_json()
     if task[0] == "vector":
         _, cont, cat, note = task
         _ENGINE.load(cont, cat)
@@ -338,11 +358,13 @@ def _evaluate(config: EvaluateConfig, t0: float) -> dict:
                 bar.update(1)
         if bar is not None:
             bar.close()
+        out.mkdir(parents=True, exist_ok=True)
+        preset_files = _write_presets(out, targets, vectors, config, pool)
 
     report = _summarise(config, targets, results, vectors, full, learn_reg)
     report["seconds"] = time.perf_counter() - t0
-    out.mkdir(parents=True, exist_ok=True)
     report["images"] = _images(out, targets, renders, config, features)
+    report["presets"] = preset_files
     (out / "results.json").write_text(json.dumps(report, indent=1, default=float))
     (out / "report.md").write_text(format_report(report))
     return report
@@ -403,6 +425,45 @@ def _summarise(config, targets, results, vectors, full: ParamRegistry, learn_reg
     }
 
 
+def _shown(targets, config) -> list[tuple[str, int, int]]:
+    """``(set, n, target index)`` of the first ``config.images`` targets with audio of each set: the
+    targets the report shows (spectrograms and presets)."""
+    out = []
+    for set_name in ("synthetic", "presets"):
+        chosen = [i for i, t in enumerate(targets) if t.set == set_name and t.audio is not None]
+        out += [(set_name, n, i) for n, i in enumerate(chosen[: config.images])]
+    return out
+
+
+def _write_presets(out: Path, targets, vectors, config, pool: WorkerPool) -> list[str]:
+    """Each method's preset for the shown targets: ``presets/{set}_{n:02d}_{method}.vital``, made by
+    the synth in the worker pool and written by :func:`vitalmatch.synth.export.write_vital` (so the
+    Vital app loads them). Returns the paths relative to ``out``."""
+    from vitalmatch.synth.export import write_vital
+
+    jobs = [
+        (set_name, n, i, m)
+        for set_name, n, i in _shown(targets, config)
+        for m in config.methods
+        if (i, m) in vectors
+    ]
+    if not jobs:
+        return []
+    folder = out / "presets"
+    folder.mkdir(exist_ok=True)
+    written = []
+    tasks = (("export", *vectors[i, m]) for _, _, i, m in jobs)
+    for (set_name, n, i, m), r in zip(jobs, pool.map(_render_task, tasks), strict=True):
+        if r.status != "ok":
+            continue
+        name = f"{set_name}_{n:02d}_{m}"
+        preset = json.loads(r.value)
+        comments = f"vitalmatch evaluate: method {m} for {set_name} target {targets[i].name}"
+        preset.update({"preset_name": name, "author": "vitalmatch", "comments": comments})
+        written.append(str(write_vital(folder / f"{name}.vital", preset).relative_to(out)))
+    return written
+
+
 def _images(out: Path, targets, renders, config, features: FeatureConfig) -> list[str]:
     """Spectrogram comparisons (target and each method) for the first targets of each set."""
     if config.images <= 0 or not renders:
@@ -413,27 +474,21 @@ def _images(out: Path, targets, renders, config, features: FeatureConfig) -> lis
     import matplotlib.pyplot as plt
 
     written = []
-    for set_name in ("synthetic", "presets"):
-        chosen = [i for i, t in enumerate(targets) if t.set == set_name and t.audio is not None][
-            : config.images
-        ]
-        for n, i in enumerate(chosen):
-            t = targets[i]
-            panels = [("target", t.audio)] + [(m, renders[i, m]) for m in config.methods if (i, m) in renders]
-            fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.8), sharey=True)
-            for ax, (title, audio) in zip(np.atleast_1d(axes), panels, strict=True):
-                ax.imshow(
-                    log_mel(_level(audio), features).numpy(), origin="lower", aspect="auto", cmap="magma"
-                )
-                ax.set_title(title, fontsize=9)
-                ax.set_xticks([])
-            np.atleast_1d(axes)[0].set_ylabel("mel band")
-            fig.suptitle(f"{set_name}: {t.name}", fontsize=9)
-            fig.tight_layout()
-            path = out / f"{set_name}_{n:02d}.png"
-            fig.savefig(path, dpi=80)
-            plt.close(fig)
-            written.append(path.name)
+    for set_name, n, i in _shown(targets, config):
+        t = targets[i]
+        panels = [("target", t.audio)] + [(m, renders[i, m]) for m in config.methods if (i, m) in renders]
+        fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.8), sharey=True)
+        for ax, (title, audio) in zip(np.atleast_1d(axes), panels, strict=True):
+            ax.imshow(log_mel(_level(audio), features).numpy(), origin="lower", aspect="auto", cmap="magma")
+            ax.set_title(title, fontsize=9)
+            ax.set_xticks([])
+        np.atleast_1d(axes)[0].set_ylabel("mel band")
+        fig.suptitle(f"{set_name}: {t.name}", fontsize=9)
+        fig.tight_layout()
+        path = out / f"{set_name}_{n:02d}.png"
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        written.append(path.name)
     return written
 
 
@@ -474,5 +529,7 @@ def format_report(report: dict) -> str:
             lines.append("")
     if report.get("images"):
         lines += ["## Spectrograms", ""] + [f"![{p}]({p})" for p in report["images"]] + [""]
+    if report.get("presets"):
+        lines += ["## Presets (load in Vital)", ""] + [f"- [{p}]({p})" for p in report["presets"]] + [""]
     lines.append(f"Time: {report.get('seconds', 0):.0f} s.")
     return "\n".join(lines) + "\n"

@@ -56,6 +56,14 @@ START_NOTES = (36, 48, 60, 72, 84)
 START_SET_VERSION = 1
 #: Seed of the starting set's presets (not the dataset default, so they differ from data/*.h5).
 START_SET_SEED = 20260
+#: Largest starting set ``match`` builds (about 40 min on 2 workers at :data:`START_SET_RATE`); a
+#: larger one is a dataset: make it with ``vitalmatch generate``.
+MAX_START_SET = 10_000
+#: Starting-set presets rendered per second per worker (5 notes each at 22.05 kHz), measured on the
+#: 2-core development machine; used only for the time estimate printed before a build.
+START_SET_RATE = 2.0
+#: Longest search budget accepted (a day); past it, a budget is a typo or ``inf``.
+MAX_BUDGET_S = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -109,8 +117,10 @@ class MatchConfig:
         check_tier(self.tier)
         if self.tier > 2:
             raise ValueError("matching supports --tier 1 or 2")
-        if not self.budget_s > 0:
-            raise ValueError(f"--budget-s must be > 0, got {self.budget_s}")
+        if not 0 < self.budget_s <= MAX_BUDGET_S:
+            raise ValueError(
+                f"--budget-s must be a number of seconds in (0, {MAX_BUDGET_S:g}], got {self.budget_s}"
+            )
         if self.max_evals is not None and self.max_evals < 1:
             raise ValueError(f"--max-evals must be >= 1, got {self.max_evals}")
         if self.workers < 1:
@@ -121,8 +131,7 @@ class MatchConfig:
             raise ValueError(
                 f"start_from must be best, init, neighbour or prediction, got {self.start_from!r}"
             )
-        if self.start_set_size < 0:
-            raise ValueError(f"start set size must be >= 0, got {self.start_set_size}")
+        check_start_set_size(self.start_set_size)
 
     def refine_config(self) -> RefineConfig:
         return RefineConfig(
@@ -282,6 +291,15 @@ def start_set_path(size: int) -> Path:
     return cache_dir() / f"starts-t1-n{size}-{key[:10]}.h5"
 
 
+def check_start_set_size(size: int) -> None:
+    """Raise ValueError (one line) unless ``0 <= size <=`` :data:`MAX_START_SET`."""
+    if not 0 <= size <= MAX_START_SET:
+        raise ValueError(
+            f"--start-set must be in 0..{MAX_START_SET}, got {size} (a larger set of presets is a dataset: "
+            "build it with vitalmatch generate)"
+        )
+
+
 def ensure_start_set(size: int, *, workers: int = 2, progress: bool = True) -> StartSet | None:
     """The starting set of ``size`` presets, rendered now if not cached (resumes a partial file).
 
@@ -296,14 +314,17 @@ def ensure_start_set(size: int, *, workers: int = 2, progress: bool = True) -> S
     path = start_set_path(size)
     done = path.with_suffix(".done")
     if not done.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if progress:
-            import click
+        import click
 
-            click.echo(
-                f"building the built-in starting set ({size} presets x {len(START_NOTES)} notes, once) in {path.parent}",
-                err=True,
-            )
+        check_start_set_size(size)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        minutes = size / (START_SET_RATE * max(workers, 1)) / 60
+        # Said whatever --progress is: a first build can take long, and it is cached for later runs.
+        click.echo(
+            f"building the built-in starting set ({size} presets x {len(START_NOTES)} notes, once; "
+            f"about {minutes:.0f} min on {workers} workers) in {path.parent}",
+            err=True,
+        )
         config = GenerateConfig(
             output=path,
             n_presets=size,
