@@ -39,3 +39,19 @@ def tiny_audio_only(tmp_path_factory):
         )
     )
     return path
+
+
+@pytest.fixture
+def edit_checkpoint(tmp_path):
+    """``edit(src, change, name)``: a copy of checkpoint ``src`` in ``tmp_path`` after ``change(ckpt)``
+    edited its dict in place (the file is read and written with torch, as a crafted file would be)."""
+    import torch
+
+    def edit(src, change, name: str = "edited.pt"):
+        ckpt = torch.load(src, map_location="cpu", weights_only=True)
+        change(ckpt)
+        dst = tmp_path / name
+        torch.save(ckpt, dst)
+        return dst
+
+    return edit

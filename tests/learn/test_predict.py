@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.vital_app import assert_app_loads
 from vitalmatch.data.storage import DatasetReader
 from vitalmatch.learn.predict import Predictor
 from vitalmatch.learn.train import TrainConfig, fit
+from vitalmatch.outputs import render_wav_path
 from vitalmatch.synth.export import preset_dict
 from vitalmatch.synth.render import RenderConfig, RenderEngine
 
@@ -105,7 +107,8 @@ def test_predict_cli(run, tmp_path, capsys):
     assert "MIDI 55" in r.stdout and "note length 0.40 s" in r.stdout
     preset = read_vital(tmp_path / "out.vital")
     assert preset["preset_name"] == "in" and "note 55" in preset["comments"]
-    audio, rate = sf.read(tmp_path / "out.wav")
+    assert_app_loads(tmp_path / "out.vital")  # the Vital app's checks: version stamp, strict JSON
+    audio, rate = sf.read(tmp_path / "out.match.wav")  # never out.wav: that may be the input
     assert rate == 22050 and audio.shape[1] == 2 and np.isfinite(audio).all()
     # The preset loads in a fresh synth.
     fresh = vita.Synth()
@@ -135,3 +138,148 @@ def test_predict_cli(run, tmp_path, capsys):
         str(tmp_path / "in.wav"),
     )
     assert r.returncode == 1 and "not a readable checkpoint" in r.stderr
+
+
+@pytest.fixture
+def sound(tmp_path):
+    """A 1 s, 220 Hz tone as a WAV file (what a user would predict from)."""
+    import soundfile as sf
+
+    t = np.arange(22050) / 22050
+    path = tmp_path / "tone.wav"
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 220 * t) * np.exp(-2 * t)).astype(np.float32), 22050)
+    return path
+
+
+def _registry_entry(ckpt: dict, key: str, name: str) -> tuple[dict, dict]:
+    """(the parsed registry JSON ``ckpt[key]``, the entry of parameter ``name``)."""
+    import json
+
+    data = json.loads(ckpt[key])
+    entry = next(d for d in data["continuous"] + data["categorical"] if d["name"] == name)
+    return data, entry
+
+
+def test_predict_clamps_a_crafted_registry_to_the_live_synth(run, sound, tmp_path, edit_checkpoint, capsys):
+    """A registry whose ranges crash the engine (chorus_voices 7 with chorus on segfaults, vita-facts
+    §4) is never trusted: the values are clamped to the live synth's ranges."""
+    import json
+
+    from tests.processes import cli_in_process, run_cli
+    from vitalmatch.synth.export import read_vital
+
+    def crash_ranges(ck):
+        data, entry = _registry_entry(ck, "full_registry_json", "chorus_voices")
+        entry.update(min=7.0, max=7.0, default=7.0)
+        ck["full_registry_json"] = json.dumps(data)
+        names = [d["name"] for d in data["categorical"]]
+        ck["fill_categorical"][names.index("chorus_on")] = 1  # not predicted (Tier 1): the fill is used
+
+    crafted = edit_checkpoint(run, crash_ranges)
+    out = tmp_path / "crafted.vital"
+    r = run_cli("predict", sound, "-o", out, "--checkpoint", crafted, "--wav")
+    assert r.returncode not in (-11, 139), "the synth segfaulted in the predict process"
+    assert r.returncode == 0, r.stderr
+    settings = read_vital(out)["settings"]
+    assert settings["chorus_on"] == 1 and settings["chorus_voices"] == 4  # the live maximum
+    assert "chorus_voices" in r.stderr and "clamped" in r.stderr
+    # Parameters the live synth does not have (or has with other options): one error line.
+
+    def rename(ck):
+        data, entry = _registry_entry(ck, "full_registry_json", "chorus_voices")
+        entry["name"] = "chorus_voices_x"
+        ck["full_registry_json"] = json.dumps(data)
+
+    def more_options(ck):
+        data, entry = _registry_entry(ck, "full_registry_json", "chorus_on")
+        entry.update(max=2.0, options=["Off", "On", "Both"])
+        ck["full_registry_json"] = json.dumps(data)
+
+    for change in (rename, more_options):
+        bad = edit_checkpoint(run, change, f"{change.__name__}.pt")
+        r = cli_in_process(capsys, "predict", sound, "-o", tmp_path / "x.vital", "--checkpoint", bad)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+        assert r.stderr.startswith("error: ") and "do not match this synth" in r.stderr, r.stderr
+        assert not (tmp_path / "x.vital").exists()
+
+
+def test_predict_survives_a_synth_crash(run, sound, tmp_path, edit_checkpoint):
+    """The render runs in a worker process: a segfault there is one error line, not exit 139.
+
+    The crash comes from the checkpoint's wavetables: a component of an unknown type passes every
+    structural check and crashes Vital's loader."""
+    import json
+
+    from tests.processes import run_cli
+    from vitalmatch.synth.wavetables import wavetable_hash
+
+    def bogus_tables(ck):
+        catalog = json.loads(ck["wavetables_json"])
+        for entry in catalog["entries"]:
+            entry["table"]["groups"][0]["components"][0]["type"] = "Bogus"
+            entry["hash"] = wavetable_hash(entry["table"])
+        ck["wavetables_json"] = json.dumps(catalog)
+
+    crafted = edit_checkpoint(run, bogus_tables)
+    out = tmp_path / "crash.vital"
+    r = run_cli("predict", sound, "-o", out, "--checkpoint", crafted, "--wav")
+    assert r.returncode not in (-11, 139), "the synth segfaulted in the predict process"
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: ") and "SIGSEGV" in r.stderr, r.stderr
+    assert not out.exists() and not render_wav_path(out).exists()
+
+
+def test_predict_user_errors_are_one_line_and_exit_1(run, sound, tmp_path, capsys):
+    from tests.processes import cli_in_process
+
+    (tmp_path / "taken.vital").write_text("{}")
+    cases = {
+        "does not exist": (tmp_path / "missing.wav", tmp_path / "a.vital"),
+        "is a folder": (tmp_path, tmp_path / "b.vital"),
+        "exists; use --overwrite": (sound, tmp_path / "taken.vital"),
+        "folder": (sound, tmp_path / "no" / "such" / "c.vital"),
+    }
+    for want, (src, out) in cases.items():
+        r = cli_in_process(capsys, "predict", src, "-o", out, "--checkpoint", run)
+        assert r.returncode == 1, (want, r.returncode, r.stderr)
+        assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1 and want in r.stderr, r.stderr
+        assert "Usage:" not in r.stderr + r.stdout
+    assert (tmp_path / "taken.vital").read_text() == "{}"
+    # The render would replace the input: refused, even with --overwrite.
+    src = tmp_path / "x.match.wav"
+    src.write_bytes(sound.read_bytes())
+    r = cli_in_process(
+        capsys, "predict", src, "-o", tmp_path / "x.vital", "--checkpoint", run, "--wav", "--overwrite"
+    )
+    assert r.returncode == 1 and "is the input" in r.stderr and src.read_bytes() == sound.read_bytes()
+
+
+#: Checkpoint entries of the wrong type, each of which gave a traceback.
+WRONG_TYPES = {
+    "features_str": ("features", "abc"),
+    "features_list": ("features", [1, 2, 3]),
+    "features_field": ("features", {"sample_rate": "fast"}),
+    "mean_str": ("norm_mean", "abc"),
+    "std_list": ("norm_std", [1.0, 2.0]),
+    "std_shape": ("norm_std", torch.ones(3)),
+    "fill_str": ("fill_continuous", "abc"),
+    "frames_str": ("input_frames", "44"),
+    "registry_list": ("registry_json", [1, 2]),
+    "model_config_str": ("model_config", "slim10"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_TYPES))
+def test_predict_rejects_checkpoint_entries_of_the_wrong_type(
+    case, run, sound, tmp_path, edit_checkpoint, capsys
+):
+    from tests.processes import cli_in_process
+    from vitalmatch.learn import checkpoint
+
+    key, value = WRONG_TYPES[case]
+    bad = edit_checkpoint(run, lambda ck: ck.update({key: value}))
+    with pytest.raises(ValueError, match=key):
+        checkpoint.load(bad)
+    r = cli_in_process(capsys, "predict", sound, "-o", tmp_path / "x.vital", "--checkpoint", bad)
+    assert r.returncode == 1 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert key in r.stderr

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -265,3 +267,134 @@ def test_early_stopping_and_accumulation(tiny_dataset, tmp_path):
         _config(tiny_dataset, tmp_path / "acc", epochs=1, batch_size=2, accum_steps=2, max_train_rows=16)
     )
     assert acc.step == 16 // 4
+
+
+def _strict_json(line: str):
+    """``json.loads`` that refuses NaN and Infinity (which are not JSON)."""
+
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_metrics_jsonl_is_strict_json(tiny_dataset, tmp_path):
+    # One validation example: most parameters are inactive in it, so their MAE is NaN.
+    out = tmp_path / "m"
+    fit(_config(tiny_dataset, out, epochs=1, max_train_rows=8, max_val_rows=1))
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    records = [_strict_json(line) for line in lines]
+    assert [r["kind"] for r in records][-2:] == ["val", "end"]
+    val = records[-2]
+    assert None in val["mae_param"].values()  # NaN is written as null
+    assert all(v is None or isinstance(v, float) for v in val["mae_param"].values())
+    assert _records(out, "val")[0]["loss"] == val["loss"]  # the readers keep working
+
+
+def test_a_run_shorter_than_one_epoch_writes_best(tiny_dataset, tmp_path):
+    out = tmp_path / "short"
+    state = fit(_config(tiny_dataset, out, epochs=1, max_steps=2))  # 5 steps per epoch
+    assert state.step == 2 and state.epoch == 0
+    assert (out / "best.pt").is_file()
+    best = checkpoint.load(out / "best.pt")
+    assert best["train"]["state"]["step"] == 2 and best["train"]["state"]["best_step"] == 2
+    assert math.isfinite(state.best_val) and state.best_step == 2
+    val = _records(out, "val")
+    assert len(val) == 1 and val[0]["step"] == 2 and val[0]["best"] is True
+
+
+def test_resume_finds_the_run_by_another_path_and_moved(
+    tiny_dataset, tiny_audio_only, tmp_path, monkeypatch, capsys
+):
+    from tests.processes import cli_in_process
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    shutil.copy(tiny_dataset, tmp_path / "data" / "tiny.h5")
+    flags = [*SMALL, "--max-train-rows", "8", "--no-progress", "--logger", "none", "--threads", "1"]
+    r = cli_in_process(
+        capsys, "train", "--data", "data/tiny.h5", "--out", "runs/x", *flags, "--stop-after", "1"
+    )
+    assert r.returncode == 130 and "continue with --resume" in r.stderr, r.stderr
+    # The same folder and data by other paths (absolute, with ..).
+    r = cli_in_process(
+        capsys,
+        "train",
+        "--data",
+        str(tmp_path / "data" / ".." / "data" / "tiny.h5"),
+        "--out",
+        str(tmp_path / "runs" / "x"),
+        *flags,
+        "--stop-after",
+        "1",
+        "--resume",
+    )
+    assert r.returncode == 130 and "stopped at step 2" in r.stderr, r.stderr
+    # The run folder and the data moved elsewhere: the data is recognised by its content.
+    shutil.move(tmp_path / "runs" / "x", tmp_path / "moved")
+    shutil.move(tmp_path / "data" / "tiny.h5", tmp_path / "tiny_copy.h5")
+    r = cli_in_process(capsys, "train", "--data", "tiny_copy.h5", "--out", "moved", *flags, "--resume")
+    assert r.returncode == 0 and "finished at step 2" in r.stdout, r.stderr
+    assert checkpoint.load(tmp_path / "moved" / "last.pt")["train"]["config"]["data"] == "tiny_copy.h5"
+    # Other data is still refused: the same presets, but a file made with other settings.
+    r = cli_in_process(capsys, "train", "--data", tiny_audio_only, "--out", "moved", *flags, "--resume")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: --resume with other data than "), r.stderr
+
+
+def test_pretrained_that_is_not_a_state_dict_is_one_error_line(tiny_dataset, tmp_path, capsys):
+    from tests.processes import cli_in_process
+
+    (tmp_path / "text.pt").write_text("not weights\n")
+    torch.save([torch.zeros(2), 3], tmp_path / "list.pt")
+    torch.save({"conv1.weight": "abc"}, tmp_path / "strings.pt")
+    for name in ("text.pt", "list.pt", "strings.pt", "missing.pt"):
+        r = cli_in_process(
+            capsys,
+            "train",
+            "--data",
+            tiny_dataset,
+            "--out",
+            tmp_path / name.replace(".", "_"),
+            *SMALL,
+            "--arch",
+            "resnet18",
+            "--pretrained",
+            tmp_path / name,
+            "--no-progress",
+            "--logger",
+            "none",
+        )
+        assert r.returncode == 1 and r.stderr.count("\n") == 1, (name, r.stderr)
+        assert r.stderr.startswith(f"error: --pretrained {tmp_path / name}"), r.stderr
+        assert not (tmp_path / name.replace(".", "_") / "last.pt").exists()
+
+
+def test_resume_rejects_checkpoint_entries_of_the_wrong_type(tiny_dataset, tmp_path, capsys):
+    from tests.processes import cli_in_process
+
+    out = tmp_path / "r"
+    flags = [*SMALL, "--max-train-rows", "8", "--no-progress", "--logger", "none", "--threads", "1"]
+    args = ["train", "--data", str(tiny_dataset), "--out", str(out), *flags]
+    assert cli_in_process(capsys, *args, "--stop-after", "1").returncode == 130
+    good = torch.load(out / "last.pt", weights_only=True)
+    cases = [
+        ("features", "abc"),
+        ("features", ["sample_rate", 22050]),
+        ("norm_mean", "abc"),
+        ("norm_std", {"a": 1}),
+        ("weights", "abc"),
+        ("train", "abc"),
+        ("train", {**good["train"], "state": "abc"}),
+        ("train", {**good["train"], "config": [1]}),
+        ("train", {**good["train"], "state": {**good["train"]["state"], "step": "1"}}),
+        ("train", {**good["train"], "optimizer": {"state": "abc"}}),
+    ]
+    for key, value in cases:
+        torch.save({**good, key: value}, out / "last.pt")
+        r = cli_in_process(capsys, *args, "--resume")
+        assert r.returncode == 1 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, (
+            key,
+            r.stderr,
+        )
+        assert key in r.stderr, r.stderr

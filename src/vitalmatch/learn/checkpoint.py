@@ -22,10 +22,18 @@ Keys:
 ========================  ===================================================================
 
 Writes are atomic (temporary file, fsync, rename): a crash never leaves half a checkpoint.
+
+Loading checks the type (and, for tensors, the shape) of every entry above, because a file that
+loads safely can still hold anything: a wrong entry is one ``ValueError`` line, never a traceback
+later. The parameter ranges in ``registry_json`` / ``full_registry_json`` are *not* trusted to
+drive the synth: prediction clamps to the live synth's own ranges
+(:func:`vitalmatch.learn.predict.synth_vectors`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -82,7 +90,188 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise ValueError(f"{path} is incomplete: it lacks {', '.join(missing)}")
+    problem = _problem(ckpt)
+    if problem:
+        raise ValueError(f"{path} is not a valid checkpoint: {problem}")
     return ckpt
+
+
+def check_resumable(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
+    """``ValueError`` (one line) unless ``ckpt`` (from :func:`load`) holds a training state that
+    ``train --resume`` can continue: ``train`` with ``config``, ``optimizer`` and ``state`` dicts,
+    and ``weights`` ``(C,)`` (the loss weights of the predicted continuous columns)."""
+    train = ckpt.get("train")
+    problem = None
+    if not isinstance(train, dict):
+        problem = f"train is {_kind(train)}, not a dict"
+    else:
+        for key in ("config", "optimizer", "state"):
+            if not isinstance(train.get(key), dict):
+                problem = f"train.{key} is {_kind(train.get(key))}, not a dict"
+                break
+        else:
+            if not isinstance(train["optimizer"].get("state"), dict) or not isinstance(
+                train["optimizer"].get("param_groups"), list
+            ):
+                problem = "train.optimizer is not an optimiser state dict"
+    if problem is None:
+        n = len(registry(ckpt).continuous)
+        problem = _tensor_problem(ckpt.get("weights"), "weights", (n,), floating=True)
+    if problem:
+        raise ValueError(f"{path} cannot be resumed: {problem}")
+
+
+def _kind(value: object) -> str:
+    return "missing" if value is None else f"a {type(value).__name__}"
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _tensor_problem(value: object, key: str, shape: tuple[int, ...], *, floating: bool) -> str | None:
+    """Why ``value`` is not a tensor of ``shape`` (floating point or integer), or None."""
+    if not isinstance(value, torch.Tensor):
+        return f"{key} is {_kind(value)}, not a tensor"
+    if value.is_floating_point() != floating or value.is_complex() or value.dtype == torch.bool:
+        return (
+            f"{key} has dtype {value.dtype}, expected {'a floating point' if floating else 'an integer'} type"
+        )
+    if tuple(value.shape) != shape:
+        return f"{key} has shape {tuple(value.shape)}, expected {shape}"
+    if floating and not bool(torch.isfinite(value).all()):
+        return f"{key} holds NaN or Inf"
+    return None
+
+
+def _features_problem(values: object) -> str | None:
+    """Why ``values`` is not a :class:`FeatureConfig` dict, or None."""
+    if not isinstance(values, dict):
+        return f"features is {_kind(values)}, not a dict"
+    names = {f.name for f in dataclasses.fields(FeatureConfig)}
+    unknown = sorted(str(k) for k in values if k not in names)
+    if unknown:
+        return f"features has unknown field(s) {', '.join(unknown)}"
+    for k in ("sample_rate", "n_fft", "hop_length", "n_mels"):
+        if k in values and not (_is_int(values[k]) and values[k] >= 1):
+            return f"features.{k} must be an integer >= 1, got {values[k]!r}"
+    if "fmin" in values and not (_is_number(values["fmin"]) and values["fmin"] >= 0):
+        return f"features.fmin must be a number >= 0, got {values['fmin']!r}"
+    if "log_floor" in values and not (_is_number(values["log_floor"]) and values["log_floor"] > 0):
+        return f"features.log_floor must be a number > 0, got {values['log_floor']!r}"
+    fmax = values.get("fmax")
+    if fmax is not None and not (_is_number(fmax) and fmax > 0):
+        return f"features.fmax must be a number > 0 or None, got {fmax!r}"
+    return None
+
+
+def _model_config_problem(values: object) -> str | None:
+    if not isinstance(values, dict):
+        return f"model_config is {_kind(values)}, not a dict"
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(str(k) for k in values if k not in names)
+    if unknown:
+        return f"model_config has unknown field(s) {', '.join(unknown)}"
+    sizes = values.get("categorical_sizes", [])
+    if (
+        not isinstance(values.get("arch", ""), str)
+        or not _is_int(values.get("n_continuous", 0))
+        or not isinstance(sizes, list)
+        or not all(_is_int(k) for k in sizes)
+        or not _is_int(values.get("freeze", 0))
+        or not _is_number(values.get("dropout", 0.0))
+    ):
+        return "model_config has a field of the wrong type"
+    try:
+        ModelConfig(**values).check()
+    except ValueError as e:
+        return f"model_config: {e}"
+    return None
+
+
+def _registry_problem(text: object, key: str) -> tuple[ParamRegistry | None, str | None]:
+    """``(registry, None)`` for a valid registry JSON text, else ``(None, why)``."""
+    if not isinstance(text, str):
+        return None, f"{key} is {_kind(text)}, not a JSON string"
+    try:
+        reg = ParamRegistry.from_json(text)
+    except ValueError as e:
+        return None, f"{key}: {e}"
+    for want, specs in (("continuous", reg.continuous), ("categorical", reg.categorical)):
+        for s in specs:
+            ok = (
+                isinstance(s.name, str)
+                and s.kind == want
+                and all(_is_number(v) for v in (s.min, s.max, s.default))
+                and s.min <= s.max
+                and isinstance(s.integer, bool)
+                and isinstance(s.control, bool)
+                and all(isinstance(o, str) for o in s.options)
+            )
+            if not ok:
+                return None, f"{key}: parameter {str(s.name)[:60]!r} is not a valid {want} entry"
+            if want == "categorical" and s.n_options > 1_000_000:
+                return None, f"{key}: parameter {s.name!r} has {s.n_options} options"
+    return reg, None
+
+
+def _problem(ckpt: dict[str, Any]) -> str | None:
+    """Why a checkpoint dict (with every REQUIRED key) is unusable, or None."""
+    problem = _model_config_problem(ckpt["model_config"])
+    if problem:
+        return problem
+    model = ckpt["model"]
+    if not isinstance(model, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()
+    ):
+        return "model is not a state dict of tensors"
+    reg, problem = _registry_problem(ckpt["registry_json"], "registry_json")
+    if problem:
+        return problem
+    full, problem = _registry_problem(ckpt["full_registry_json"], "full_registry_json")
+    if problem:
+        return problem
+    for s in reg.specs:
+        if s.name not in full or full.locate(s.name)[0] != s.kind:
+            return f"registry_json: parameter {s.name!r} is not a {s.kind} column of full_registry_json"
+    config = ckpt["model_config"]
+    if config.get("n_continuous", 0) != len(reg.continuous) or list(config.get("categorical_sizes", [])) != [
+        s.n_options for s in reg.categorical
+    ]:
+        return "model_config does not match the parameters of registry_json"
+    problem = _features_problem(ckpt["features"])
+    if problem:
+        return problem
+    feats = FeatureConfig(**ckpt["features"])
+    frames = ckpt["input_frames"]
+    if not _is_int(frames) or frames < 1:
+        return f"input_frames must be an integer >= 1, got {frames!r}"
+    if (frames - 1) * feats.hop_length > 60 * feats.sample_rate:
+        return f"input_frames {frames} is more than 60 s of audio"
+    for key in ("norm_mean", "norm_std"):
+        problem = _tensor_problem(ckpt[key], key, (feats.n_mels,), floating=True)
+        if problem:
+            return problem
+    if not bool((ckpt["norm_std"] > 0).all()):
+        return "norm_std must be > 0"
+    problem = _tensor_problem(
+        ckpt["fill_continuous"], "fill_continuous", (len(full.continuous),), floating=True
+    ) or _tensor_problem(
+        ckpt["fill_categorical"], "fill_categorical", (len(full.categorical),), floating=False
+    )
+    if problem:
+        return problem
+    for key, kind in (("wavetables_json", str), ("render_settings", dict), ("baseline", dict)):
+        if key in ckpt and not isinstance(ckpt[key], kind):
+            return f"{key} is {_kind(ckpt[key])}, not a {kind.__name__}"
+    for key, value in ckpt.get("render_settings", {}).items():
+        if key in ("render_duration_s", "note_duration_s", "velocity") and not _is_number(value):
+            return f"render_settings.{key} must be a number, got {value!r}"
+    return None
 
 
 def build_model(ckpt: dict[str, Any]) -> ParamNet:
@@ -104,6 +293,7 @@ def registry(ckpt: dict[str, Any]) -> ParamRegistry:
 
 
 def features(ckpt: dict[str, Any]) -> FeatureConfig:
+    """The log-mel settings the model was trained with."""
     return FeatureConfig(**ckpt["features"])
 
 

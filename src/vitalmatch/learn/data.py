@@ -72,6 +72,25 @@ def dataset_registry(reader: DatasetReader) -> ParamRegistry:
     return ParamRegistry.from_json(text)
 
 
+def dataset_identity(reader: DatasetReader) -> str:
+    """What a dataset holds, as a sha256 hex digest: its attributes (registry, render and sampling
+    settings, catalog hashes, ...) and, row by row, the preset hash, MIDI note and split.
+
+    The same file has the same identity wherever it lies and whatever path names it (a copy too);
+    ``train --resume`` compares it when the data is given by another path than the run's.
+    """
+    h = hashlib.sha256()
+    attrs = json.dumps(
+        reader.attrs, sort_keys=True, default=lambda x: x.tolist() if hasattr(x, "tolist") else str(x)
+    )
+    h.update(attrs.encode())
+    h.update(f"rows={len(reader)}".encode())
+    for name in ("preset_hash", "midi_note", "split"):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(reader.metadata(name)).tobytes())
+    return h.hexdigest()
+
+
 def learnable_registry(reader: DatasetReader, max_rows: int = 20000) -> ParamRegistry:
     """The columns a model should predict: parameters of the dataset's tier that vary in it.
 

@@ -9,11 +9,19 @@ training split (means / modes stored in the checkpoint), plus the categorical pr
 The features go through the same code as training: :func:`vitalmatch.features.log_mel`, then the
 checkpoint's per-band normalisation. Inputs longer or shorter than the training clips are cropped
 or zero-padded to the training length in samples first.
+
+The synth never sees the checkpoint's parameter ranges. :meth:`Predictor.synth_registry` rebuilds
+the registry from the live synth and requires the checkpoint's columns (names, kinds, option
+counts) to match it; :func:`synth_vectors` turns a prediction into raw values with the
+checkpoint's ranges and clamps them to the live synth's, so a crafted registry (say
+``chorus_voices`` from 7 to 7, which segfaults the engine) cannot reach the engine unclamped.
+:func:`predict_file` then applies and renders the preset in a worker process
+(:mod:`vitalmatch.learn.render_worker`), where a crash is one error.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -63,6 +71,7 @@ class Predictor:
         self._fill_c = ckpt["fill_continuous"].numpy().astype(np.float32)
         self._fill_k = ckpt["fill_categorical"].numpy().astype(np.int32)
         self._ci, self._ki = column_index(self.full_registry, self.registry)
+        self._synth_registry: ParamRegistry | None = None
 
     @property
     def sample_rate(self) -> int:
@@ -77,6 +86,15 @@ class Predictor:
     def wavetables(self):
         """The wavetable catalog the ``osc_N_wavetable`` predictions index."""
         return checkpoint.wavetables(self._ckpt)
+
+    def synth_registry(self) -> ParamRegistry:
+        """The live synth's registry for this checkpoint's columns (built once; ``ValueError``, one
+        line, if the checkpoint's parameters do not match it: see :func:`check_layout`)."""
+        if self._synth_registry is None:
+            live = ParamRegistry.from_synth(wavetable_names=self.wavetables().names)
+            check_layout(self.full_registry, live)
+            self._synth_registry = live
+        return self._synth_registry
 
     @torch.no_grad()
     def predict_mels(self, mels: torch.Tensor) -> list[Prediction]:
@@ -115,63 +133,135 @@ class Predictor:
         return self.predict_mels(mels[None])[0]
 
 
+def check_layout(checkpoint_registry: ParamRegistry, live: ParamRegistry) -> None:
+    """Require a checkpoint's full registry to have the live synth's columns: the same names in the
+    same order, kind by kind, and the same option count for every categorical.
+
+    Ranges may differ (:func:`synth_vectors` clamps to the live ones). Raises ``ValueError`` (one
+    line) naming the first difference.
+    """
+    problem = None
+    for kind in ("continuous", "categorical"):
+        mine, theirs = getattr(checkpoint_registry, kind), getattr(live, kind)
+        for j, (a, b) in enumerate(zip(mine, theirs, strict=False)):
+            if a.name != b.name:
+                problem = f"{kind} column {j} is {a.name!r} in the checkpoint, {b.name!r} here"
+                break
+            if kind == "categorical" and a.n_options != b.n_options:
+                problem = f"{a.name} has {a.n_options} options in the checkpoint, {b.n_options} here"
+                break
+        if problem is None and len(mine) != len(theirs):
+            problem = f"the checkpoint has {len(mine)} {kind} parameters, this synth {len(theirs)}"
+        if problem:
+            break
+    if problem:
+        version = f" (vita {live.vita_version})" if live.vita_version else ""
+        raise ValueError(f"the checkpoint's parameters do not match this synth's{version}: {problem}")
+
+
+def synth_vectors(
+    checkpoint_registry: ParamRegistry,
+    live: ParamRegistry,
+    continuous: np.ndarray,
+    categorical: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Vectors of ``checkpoint_registry`` -> the same preset as vectors of the live synth's registry.
+
+    Where a continuous parameter's range in the checkpoint differs from the live one, its value goes
+    to a raw engine value with the checkpoint's range and is clamped (and rounded, for integer
+    controls) to the live control's [min, max]; elsewhere the value is kept (the engine clamps it
+    to the live range, which is the same). Option indices are kept, clipped to the live option
+    count. Call :func:`check_layout` first.
+
+    Args:
+        checkpoint_registry: the registry the vectors refer to (a checkpoint's full registry).
+        live: :meth:`ParamRegistry.from_synth` of the synth that will play them.
+        continuous, categorical: ``(C,)`` in [0, 1] and ``(K,)`` option indices.
+
+    Returns:
+        ``(continuous, categorical, differ)``: ``(C,)`` float32 in [0, 1] and ``(K,)`` int32 of
+        ``live``, and the names of the continuous parameters whose range in the checkpoint differs
+        from the live one (their values may have been clamped).
+    """
+    raw = checkpoint_registry.to_raw(continuous, categorical)
+    cont = np.array(continuous, dtype=np.float32).reshape(-1)  # a copy; exact where the ranges agree
+    differ = []
+    for j, (s, theirs) in enumerate(zip(live.continuous, checkpoint_registry.continuous, strict=True)):
+        if (s.min, s.max) != (theirs.min, theirs.max):
+            cont[j] = s.to_unit(raw[s.name])  # clamped and rounded to the live control
+            differ.append(s.name)
+    k = np.asarray(categorical).reshape(-1)
+    cat = np.array(
+        [int(np.clip(int(k[j]), 0, s.n_options - 1)) for j, s in enumerate(live.categorical)], dtype=np.int32
+    )
+    return cont, cat, differ
+
+
 @dataclass
 class FileMatch:
     """A user's file turned into a preset (:func:`predict_file`).
 
     Attributes:
         preset: the Vital preset dict, as the synth wrote it.
-        prediction: the model's vectors.
+        prediction: the model's vectors (the checkpoint's registry).
         prepared: the loaded audio and its estimates (note, note length).
         render: settings that play the preset like the input (its note and note length).
+        audio: ``(2, T)`` float32 render of the preset at the input's note.
+        clamped: continuous parameters whose range in the checkpoint differs from the live synth's;
+            their values were clamped to the live range.
     """
 
     preset: dict
     prediction: Prediction
     prepared: object
     render: object
+    audio: np.ndarray
+    clamped: list[str] = field(default_factory=list)
 
 
 def predict_file(
     path, predictor: Predictor, *, name: str | None = None, author: str = "vitalmatch"
-) -> tuple[FileMatch, object]:
-    """Audio file -> preset: load, trim, detect pitch and note length, predict, apply in the synth.
-
-    Returns:
-        ``(match, engine)``: the result and the :class:`~vitalmatch.synth.render.RenderEngine`
-        holding the preset (render it with ``engine.render_note(match.prepared.midi_note)``).
+) -> FileMatch:
+    """Audio file -> preset: load, trim, detect pitch and note length, predict, then apply the
+    preset and render it at the input's note in a synth worker process (see the module docstring).
 
     Raises:
+        ValueError: the checkpoint's parameters do not match the live synth's.
         vitalmatch.audio.AudioError: the file is missing, not audio, silent or too short.
+        vitalmatch.synth.render.RenderError: the synth refused, crashed on or hung on the preset.
     """
     from pathlib import Path
 
     from vitalmatch.audio import prepare
-    from vitalmatch.synth.export import preset_dict
-    from vitalmatch.synth.render import RenderConfig, RenderEngine
+    from vitalmatch.learn.render_worker import PresetWorker
+    from vitalmatch.synth.render import RenderConfig
 
     settings = predictor.render_settings
-    prepared = prepare(path, predictor.sample_rate, predictor.input_samples)
-    pred = predictor.predict_audio(prepared.samples)
-    clip_s = (len(prepared.clip.samples) - prepared.offset_samples) / prepared.sample_rate
-    render_s = float(min(max(clip_s, float(settings.get("render_duration_s", 2.0))), 20.0))
-    note_s = float(min(max(prepared.note_length_s, 0.05), render_s))
-    render = RenderConfig(
-        sample_rate=predictor.sample_rate,
-        notes=(prepared.midi_note,),
-        velocity=float(settings.get("velocity", 0.7)),
-        note_duration_s=note_s,
-        render_duration_s=render_s,
-    )
-    engine = RenderEngine(predictor.full_registry, [e.table for e in predictor.wavetables()], render)
-    stem = Path(path).stem
-    pitch = (
-        f"note {prepared.midi_note} (default: no pitch found)"
-        if prepared.midi_is_default
-        else f"note {prepared.midi_note} ({prepared.pitch.hz:.1f} Hz)"
-    )
-    comments = f"Predicted by vitalmatch from {Path(path).name}: {pitch}, held {note_s:.2f} s."
-    preset = preset_dict(
-        engine, pred.continuous, pred.categorical, name=name or stem, author=author, comments=comments
-    )
-    return FileMatch(preset, pred, prepared, render), engine
+    live = predictor.synth_registry()
+    tables = [e.table for e in predictor.wavetables()]
+    # The worker starts now; loading the audio, the pitch estimate and the network hide its start-up.
+    with PresetWorker(live, tables, predictor.sample_rate) as worker:
+        prepared = prepare(path, predictor.sample_rate, predictor.input_samples)
+        pred = predictor.predict_audio(prepared.samples)
+        clip_s = (len(prepared.clip.samples) - prepared.offset_samples) / prepared.sample_rate
+        render_s = float(min(max(clip_s, float(settings.get("render_duration_s", 2.0))), 20.0))
+        note_s = float(min(max(prepared.note_length_s, 0.05), render_s))
+        render = RenderConfig(
+            sample_rate=predictor.sample_rate,
+            notes=(prepared.midi_note,),
+            velocity=float(settings.get("velocity", 0.7)),
+            note_duration_s=note_s,
+            render_duration_s=render_s,
+        )
+        stem = Path(path).stem
+        pitch = (
+            f"note {prepared.midi_note} (default: no pitch found)"
+            if prepared.midi_is_default
+            else f"note {prepared.midi_note} ({prepared.pitch.hz:.1f} Hz)"
+        )
+        comments = f"Predicted by vitalmatch from {Path(path).name}: {pitch}, held {note_s:.2f} s."
+        cont, cat, differ = synth_vectors(predictor.full_registry, live, pred.continuous, pred.categorical)
+        preset, audio = worker.render(
+            render, cont, cat, prepared.midi_note, name=name or stem, author=author, comments=comments
+        )
+    return FileMatch(preset, pred, prepared, render, audio, differ)

@@ -1,9 +1,10 @@
 """Training: fit a :class:`~vitalmatch.learn.model.ParamNet` to a vitalmatch dataset.
 
 Stage: learn. Input: a dataset file (``vitalmatch generate``) and a :class:`TrainConfig`. Output:
-a run folder with ``last.pt`` (periodic, for ``--resume``), ``best.pt`` (lowest validation loss),
-``metrics.jsonl`` (one JSON record per log event, always written), ``config.json`` and
-TensorBoard event files (or a Weights & Biases run).
+a run folder with ``last.pt`` (periodic, for ``--resume``), ``best.pt`` (lowest validation loss;
+a run shorter than one epoch is validated once at its end, so it has one too), ``metrics.jsonl``
+(one strict JSON record per log event, always written; NaN and infinite values are ``null``),
+``config.json`` and TensorBoard event files (or a Weights & Biases run).
 
 The loop: AdamW; linear warm-up then cosine decay of the learning rate (computed from the step,
 so resuming needs no scheduler object); gradient clipping; gradient accumulation; bf16 autocast
@@ -13,7 +14,9 @@ with MAE per parameter group and categorical accuracy; early stopping on the val
 Exact resume: the order of examples in epoch ``e`` is a permutation seeded by ``(seed, e)`` and
 every random draw of optimiser step ``s`` (augmentation, dropout) comes from generators seeded by
 ``(seed, s, rank)``, so a run stopped at any step and resumed from its checkpoint continues
-exactly as the uninterrupted run would have.
+exactly as the uninterrupted run would have. The run is the one in ``--out``, wherever that folder
+now lies; the dataset may be named by another path (or moved) when it holds the same data
+(:func:`~vitalmatch.learn.data.dataset_identity`).
 
 Several GPUs: start with ``torchrun --nproc_per_node N -m vitalmatch train ...``; each process
 takes every N-th example of the epoch's permutation, gradients are averaged by
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import filecmp
 import json
 import math
 import os
@@ -46,6 +50,7 @@ from vitalmatch.learn.augment import band_stats, db_uniform, gain_and_noise, nor
 from vitalmatch.learn.config import TrainConfig, TrainingInterrupted, load_config_file  # noqa: F401
 from vitalmatch.learn.data import (
     SplitData,
+    dataset_identity,
     dataset_registry,
     importance_weights,
     learnable_registry,
@@ -90,6 +95,7 @@ class Bundle:
     baseline: dict[str, Any] = field(default_factory=dict)
     wavetables_json: str = ""
     render_settings: dict[str, Any] = field(default_factory=dict)
+    data_identity: str = ""
 
 
 _TERMS = ("loss", "continuous_mse", "categorical_ce")
@@ -184,7 +190,7 @@ class _Logger:
             return
         record = {"kind": kind, "step": step, "time": time.time(), **values}
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
         scalars = {
             k: v for k, v in _flatten(values).items() if isinstance(v, int | float) and math.isfinite(v)
         }
@@ -199,6 +205,17 @@ class _Logger:
             self.tb.close()
         if self.wandb is not None:
             self.wandb.finish()
+
+
+def _json_safe(x: Any) -> Any:
+    """``x`` with every NaN or infinite float replaced by None (JSON has no NaN or Infinity)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_safe(v) for v in x]
+    return x
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -380,6 +397,7 @@ def _bundle_payload(bundle: Bundle) -> dict[str, Any]:
         "baseline": bundle.baseline,
         "wavetables_json": bundle.wavetables_json,
         "render_settings": bundle.render_settings,
+        "data_identity": bundle.data_identity,
     }
 
 
@@ -399,6 +417,7 @@ def _bundle_from(ckpt: dict[str, Any]) -> Bundle:
         baseline=dict(ckpt.get("baseline", {})),
         wavetables_json=str(ckpt.get("wavetables_json", "")),
         render_settings=dict(ckpt.get("render_settings", {})),
+        data_identity=str(ckpt.get("data_identity", "")),
     )
 
 
@@ -425,6 +444,7 @@ def _make_bundle(
             if k in reader.attrs
         }
         render_settings = json.loads(json.dumps(render_settings, default=_plain))
+        identity = dataset_identity(reader)
     weights, found = importance_weights(config.data, reg)
     mean, std = band_stats(train.mels)
     return Bundle(
@@ -440,6 +460,7 @@ def _make_bundle(
         input_frames=int(train.mels.shape[-1]),
         wavetables_json=tables,
         render_settings=render_settings,
+        data_identity=identity,
         model_config=ModelConfig(
             arch=config.arch,
             n_continuous=len(reg.continuous),
@@ -448,6 +469,64 @@ def _make_bundle(
             freeze=config.freeze,
         ),
     )
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name the same file (or, where one is missing, resolve to the same path)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def _same_pretrained(saved: str, given: str) -> bool:
+    """Whether ``--pretrained`` on resume names the run's weights: both unset, or files with the
+    same content. A run's file that no longer exists where it was (the folder moved) is not
+    compared: resuming never reads it (the weights come from ``last.pt``)."""
+    if not saved or not given:
+        return saved == given
+    a, b = Path(saved), Path(given)
+    if a.is_file() and b.is_file():
+        return os.path.samefile(a, b) or filecmp.cmp(a, b, shallow=False)
+    return True
+
+
+def _load_pretrained(path: str) -> dict[str, torch.Tensor]:
+    """The state dict in ``--pretrained`` ``path`` (a ``{"state_dict": ...}`` wrapper is unwrapped);
+    ``ValueError`` (one line) if it is missing, unreadable or not a dict of named tensors."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"--pretrained {path} does not exist")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - the weights-only unpickler raises anything on garbage
+        what = e.strerror if isinstance(e, OSError) and e.strerror else "not a torch file"
+        raise ValueError(f"--pretrained {path} is not a readable state dict ({what})") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state:
+        raise ValueError(f"--pretrained {path} is not a state dict (it holds a {type(state).__name__})")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ValueError(f"--pretrained {path} is not a state dict (not every entry is a named tensor)")
+    return state
+
+
+def _resumed_state(ckpt: dict[str, Any], last: Path) -> TrainState:
+    """The :class:`TrainState` in a checkpoint, type-checked field by field (``ValueError``)."""
+    defaults = TrainState()
+    values = {}
+    for k, v in ckpt["train"]["state"].items():
+        if k not in {f.name for f in dataclasses.fields(TrainState)}:
+            raise ValueError(f"{last} cannot be resumed: train.state has an unknown field {str(k)[:40]!r}")
+        kind = type(getattr(defaults, k))
+        if kind is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+            raise ValueError(
+                f"{last} cannot be resumed: train.state.{k} must be {kind.__name__}, got {v!r:.40}"
+            )
+        values[k] = v
+    return TrainState(**values)
 
 
 # ------------------------------------------------------------------------------------ the loop
@@ -463,8 +542,11 @@ def fit(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -
     out = Path(config.out)
     last = out / "last.pt"
     ckpt = None
+    saved = None
     if resume:
         ckpt = checkpoint.load(last)
+        checkpoint.check_resumable(ckpt, last)
+        resumed = _resumed_state(ckpt, last)
         saved = TrainConfig.from_dict(ckpt["train"]["config"], source=str(last))
         # Session-only settings may change on resume; everything else must match.
         session = {
@@ -477,17 +559,23 @@ def fit(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -
             "epochs",
             "patience",
         }
+        # Paths are compared as files, not as strings: the run is the one in --out wherever that
+        # folder now lies, and the data is checked below (by path, else by content).
+        paths = {"data", "out", "pretrained"}
         diff = [
             f.name
             for f in dataclasses.fields(TrainConfig)
-            if f.name not in session and getattr(saved, f.name) != getattr(config, f.name)
+            if f.name not in session | paths and getattr(saved, f.name) != getattr(config, f.name)
         ]
+        if not _same_pretrained(saved.pretrained, config.pretrained):
+            diff.append("pretrained")
         if diff:
             raise ValueError(f"--resume with other settings than {last} ({', '.join(sorted(diff))} differ)")
     elif last.exists() and not overwrite:
         raise ValueError(f"{out} already holds a training run; use --resume to continue it or --overwrite")
     if not Path(config.data).is_file():
         raise ValueError(f"dataset {config.data} does not exist")
+    pretrained = _load_pretrained(config.pretrained) if config.pretrained and ckpt is None else None
 
     ddp, device = _init_distributed(config.device)
     if config.threads:
@@ -505,6 +593,13 @@ def fit(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -
             raise ValueError(f"{config.data} needs rows in both the train and the val split")
         if ckpt is not None and dataset_registry(reader).to_json() != ckpt["full_registry_json"]:
             raise ValueError(f"{config.data} has other parameters than the dataset {last} was trained on")
+        identity = dataset_identity(reader) if ckpt is not None else ""
+        moved = ckpt is not None and not _same_file(saved.data, config.data)
+        if moved and identity != ckpt.get("data_identity"):
+            raise ValueError(
+                f"--resume with other data than {last} was trained on: {config.data} is not "
+                f"the dataset {saved.data}"
+            )
     show = config.progress and ddp.main
     # Log-mels are cached in the run folder (one file per rank: no two processes write one file).
     cache = out / "cache" / f"rank{ddp.rank}"
@@ -530,6 +625,7 @@ def fit(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -
     )
     if ckpt is not None:
         bundle = _bundle_from(ckpt)
+        bundle.data_identity = identity  # checked above; older checkpoints lack it
         if bundle.input_frames != train.mels.shape[-1]:
             raise ValueError(f"{config.data} has clips of another length than the run in {out}")
     else:
@@ -537,11 +633,8 @@ def fit(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -
         bundle.baseline = mean_baseline(train, val, reg)
 
     model = ParamNet(bundle.model_config)
-    if config.pretrained and ckpt is None:
-        state = torch.load(config.pretrained, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        load_imagenet_weights(model, state)
+    if pretrained is not None:
+        load_imagenet_weights(model, pretrained)
         model.apply_freeze()
     model.to(device)
     if config.channels_last:
@@ -555,12 +648,16 @@ def fit(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -
     )
     state = TrainState()
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise ValueError(f"{last}: the weights do not fit the model ({first[:160]})") from None
         try:
             optimizer.load_state_dict(ckpt["train"]["optimizer"])
-        except (ValueError, KeyError) as e:
+        except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{last}: the optimiser state does not fit the model ({e})") from None
-        state = TrainState(**ckpt["train"]["state"])
+        state = resumed
         state.done = False
     net: torch.nn.Module = model
     if ddp.world > 1:
@@ -743,6 +840,17 @@ def fit(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -
                 if improved:
                     save(out / "best.pt")
                 save(last)
+        if state.epoch == 0 and state.best_step < 0 and state.step > 0:
+            # Shorter than one epoch (--max-steps): no validation ran, so validate once here and
+            # write best.pt like an epoch end would (the epoch count stays).
+            metrics = evaluate_split(net if ddp.world == 1 else model, val, bundle, config, device, ddp)
+            improved = metrics["loss"] < state.best_val
+            if improved:
+                state.best_val, state.best_step = metrics["loss"], state.step
+            if ddp.main:
+                logger.log("val", state.step, {**metrics, "epoch": state.epoch, "best": improved})
+            if improved:
+                save(out / "best.pt")
         if not state.done:
             state.done = True
             state.stop_reason = state.stop_reason or "finished"
