@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.pace import slowdown
-from tests.processes import default_sigint
+from tests.processes import cli_in_process, default_sigint, run_cli
 from vitalmatch.data.generate import FAULTS_ENV, GenerateConfig, generate
 from vitalmatch.data.storage import DatasetReader, StorageConfig
 from vitalmatch.synth.params import ParamRegistry
@@ -298,3 +298,155 @@ def test_notes_per_preset_picks_a_seeded_subset(tmp_path):
         generate(
             GenerateConfig(output=path, n_presets=9, render=three, progress=False, workers=1, resume=True)
         )
+
+
+# ------------------------------------------------------------------ issue 15: refused options
+def test_absurd_thresholds_fail_at_once(tmp_path):
+    """Thresholds no render can pass are refused before anything runs (they used to make the run
+    go on forever)."""
+    out = tmp_path / "x.h5"
+    t0 = time.perf_counter()
+    r = run_cli(
+        "generate",
+        "-n",
+        "1",
+        "-o",
+        str(out),
+        "--clip-peak",
+        "1e-30",
+        "--silence-db",
+        "-601",
+        *FAST_ARGS,
+        timeout=60 * slowdown(),
+    )
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+    assert "--silence-db" in r.stderr
+    assert time.perf_counter() - t0 < 30 * slowdown()  # no rendering: just the interpreter's start
+    assert not out.exists() and not out.parent.joinpath("x.h5.journal").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--timeout", "0"], "--timeout"),
+        (["--timeout", "-1"], "--timeout"),
+        (["--timeout", "nan"], "--timeout"),
+        (["--notes", "60.9"], "--notes"),
+        (["--notes", "48,72.5"], "--notes"),
+        (["--notes", "127.5"], "--notes"),
+        (["--notes", "128"], "--notes"),
+        (["--notes", "-1"], "--notes"),
+        (["--silence-db", "-601", "--clip-peak", "1e-30"], "--silence-db"),
+        (["--clip-peak", "1e30"], "--clip-peak"),
+        (["--give-up-after", "0"], "--give-up-after"),
+    ],
+)
+def test_refused_options_leave_no_file_and_touch_none(tmp_path, capsys, extra, message):
+    """A config error is one ``error:`` line and exit 1, before any file is created; an existing
+    file is left exactly as it was, even with --overwrite."""
+    new = tmp_path / "sub" / "new.h5"
+    r = cli_in_process(capsys, "generate", "-n", "2", "-o", new, "--no-progress", *FAST_ARGS, *extra)
+    assert not new.exists() and not new.with_name("new.h5.journal").exists(), r.stderr
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert message in r.stderr
+    precious = tmp_path / "precious.h5"
+    precious.write_bytes(b"precious data")
+    r = cli_in_process(
+        capsys, "generate", "-n", "2", "-o", precious, "--overwrite", "--no-progress", *FAST_ARGS, *extra
+    )
+    assert precious.read_bytes() == b"precious data", r.stderr
+    assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious.h5"]
+
+
+def test_refused_resume_leaves_the_dataset_untouched(tmp_path, capsys):
+    args = ["generate", "-n", "2", "--workers", "1", "--no-progress", *FAST_ARGS]
+    path = tmp_path / "done.h5"
+    assert cli_in_process(capsys, *args, "-o", path).returncode == 0
+    before, mtime = path.read_bytes(), path.stat().st_mtime_ns
+    time.sleep(0.05)
+    r = cli_in_process(capsys, *args, "-n", "4", "-o", path, "--resume", "--timeout", "0")
+    assert path.read_bytes() == before and path.stat().st_mtime_ns == mtime, r.stderr
+    assert r.returncode == 1 and r.stderr.startswith("error:") and "--timeout" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["done.h5"]
+
+
+def test_whole_float_notes_are_accepted(tmp_path):
+    path = tmp_path / "notes.h5"
+    r = run_cli(
+        "generate",
+        "-n",
+        "2",
+        "--workers",
+        "1",
+        "--no-progress",
+        "-o",
+        str(path),
+        *FAST_ARGS,
+        "--notes",
+        "48.0,72",
+    )
+    assert r.returncode == 0, r.stderr
+    with DatasetReader(path) as ds:
+        assert [int(n) for n in ds.attrs["notes"]] == [48, 72]
+        assert set(ds.metadata("midi_note").tolist()) <= {48, 72}
+
+
+# -------------------------------------------------------- issue 15: a run that keeps nothing
+def test_run_that_no_render_passes_gives_up(tmp_path):
+    """Valid thresholds that no render meets (a peak in (-0.01 dBFS, 1.0]) stop the run after
+    ``--give-up-after`` presets in a row without a usable render: one error line, exit 1, and the
+    file holds what was tried."""
+    path = tmp_path / "nothing.h5"
+    t0 = time.perf_counter()
+    r = run_cli(
+        "generate",
+        "-n",
+        "3",
+        "--workers",
+        "2",
+        "--no-progress",
+        "-o",
+        str(path),
+        *FAST_ARGS,
+        "--silence-db",
+        "-0.01",
+        "--clip-peak",
+        "1.0",
+        "--give-up-after",
+        "6",
+        timeout=120 * slowdown(),
+    )
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("error:") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "6 presets in a row" in r.stderr and "--silence-db" in r.stderr and "Traceback" not in r.stderr
+    assert time.perf_counter() - t0 < 90 * slowdown()
+    with DatasetReader(path) as ds:
+        progress = ds.progress()
+        assert len(ds) == progress["rows"] == 0 and progress["kept_presets"] == 0
+        assert progress["next_preset"] == 6
+        assert sum(progress["rejections"].values()) > 0
+
+
+def test_giving_up_keeps_the_rows_already_written(tmp_path):
+    """Strict but not impossible thresholds: preset 0 passes (peaks 0.80 and 0.95 at seed 0), the
+    next ones are too quiet; the run gives up after 5 in a row, and the kept rows are committed."""
+    from vitalmatch.data.generate import GIVE_UP_AFTER, GenerationStalled
+    from vitalmatch.data.validation import ValidationConfig
+
+    assert GenerateConfig(output=tmp_path / "x.h5", n_presets=1).give_up_after == GIVE_UP_AFTER == 1000
+    path = tmp_path / "strict.h5"
+    strict = ValidationConfig(silence_peak_db=-3.0, clip_peak=1.0)
+    with pytest.raises(GenerationStalled, match="5 presets in a row") as err:
+        generate(_config(path, 50, validation=strict, give_up_after=5))
+    summary = err.value.summary
+    assert summary.kept_presets >= 1 and summary.rows >= 1
+    with DatasetReader(path) as ds:
+        progress = ds.progress()
+        assert len(ds) == progress["rows"] == summary.rows
+        assert progress["kept_presets"] == summary.kept_presets
+        assert progress["next_preset"] == summary.next_preset
+    with pytest.raises(ValueError, match="give_up_after"):
+        _config(path, 1, give_up_after=0).check()

@@ -39,3 +39,32 @@ def test_thresholds_are_configurable(init_render):
         ValidationConfig(clip_peak=0)
     with pytest.raises(ValueError):
         ValidationConfig(silence_peak_db=10.0, clip_peak=1.0)
+
+
+@pytest.mark.parametrize(
+    "silence_db, clip_peak",
+    [
+        (-601.0, 1e-30),  # issue 15: no render can pass; the run used to go on forever
+        (-250.0, 1.0),  # below the sane range
+        (float("-inf"), 1.0),
+        (float("nan"), 1.0),
+        (0.0, 1.0),  # 0 dBFS: every usable render would be "silent"
+        (-0.5, 0.5),  # clip_peak below the silence threshold's peak (0.944)
+        (-60.0, float("inf")),
+        (-60.0, float("nan")),
+        (-60.0, 1e30),  # above the sane range (pcm16 full scale is max(1, clip_peak))
+        (-60.0, 0.0),
+    ],
+)
+def test_absurd_thresholds_are_refused(silence_db, clip_peak):
+    with pytest.raises(ValueError) as err:
+        ValidationConfig(silence_peak_db=silence_db, clip_peak=clip_peak)
+    assert len(str(err.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "silence_db, clip_peak", [(-200.0, 1.0), (-0.01, 1.0), (-60.0, 10.0), (-200.0, 1e-9), (-60, 2)]
+)
+def test_thresholds_at_the_documented_bounds_are_accepted(silence_db, clip_peak):
+    config = ValidationConfig(silence_peak_db=silence_db, clip_peak=clip_peak)
+    config.check()

@@ -15,7 +15,12 @@ Reproducibility: preset ``i`` depends only on ``(seed, i)``, renders are bit-ide
 stream order whatever the number of workers. A run killed at any moment and continued with
 ``resume=True`` therefore produces the same file contents as an uninterrupted run.
 ``n_presets`` counts *kept* presets (at least one note accepted); the stream runs on until that
-many are kept.
+many are kept, or until ``give_up_after`` presets in a row gave no usable render (thresholds that
+nothing passes would otherwise run forever): the run then stops with :class:`GenerationStalled`,
+after committing every row kept so far.
+
+Every setting is checked (:meth:`GenerateConfig.check`) before any file is created or opened, so
+a refused run leaves no new file behind and never touches an existing one.
 """
 
 from __future__ import annotations
@@ -48,6 +53,12 @@ log = logging.getLogger(__name__)
 #: At most this many failed presets are listed (with reasons) in the file's progress record.
 MAX_FAILED_LISTED = 1000
 
+#: Default :attr:`GenerateConfig.give_up_after`: a run stops with an error after this many
+#: presets in a row without a kept one (every note rejected, or the preset failed). With sane
+#: thresholds far fewer presets than this are rejected in a row (the sampler keeps most of them);
+#: such a streak means the thresholds, the notes or the synth reject everything.
+GIVE_UP_AFTER = 1000
+
 
 @dataclass
 class GenerateConfig:
@@ -70,7 +81,11 @@ class GenerateConfig:
             workers (one torch thread each), from the float renders before 16-bit storage.
         commit_every: presets between durable commits.
         task_timeout_s: a render taking longer kills its worker; the preset is logged as failed.
+            Must be > 0 (None: no limit).
         max_tasks_per_worker: workers are replaced after this many presets.
+        give_up_after: stop with :class:`GenerationStalled` after this many presets in a row
+            without a kept one (rejected or failed), counted within one run (a resumed run
+            counts afresh); :data:`GIVE_UP_AFTER` by default.
         resume: continue an interrupted file; overwrite: replace an existing file.
         progress: show a progress bar.
     """
@@ -90,17 +105,39 @@ class GenerateConfig:
     commit_every: int = 32
     task_timeout_s: float = 60.0
     max_tasks_per_worker: int = 500
+    give_up_after: int = GIVE_UP_AFTER
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
 
     def check(self) -> None:
-        """Raise ValueError with a one-line message for invalid settings."""
+        """Raise ValueError with a one-line message for invalid settings.
+
+        Covers every setting the run uses (render notes, validation thresholds, storage, worker
+        pool), so that :func:`generate` fails here, before it creates or opens a file."""
         check_tier(self.tier)
         if self.n_presets <= 0:
             raise ValueError(f"-n must be a positive number of presets, got {self.n_presets}")
         if self.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
+        bad_notes = [n for n in self.render.notes if not _is_midi_note(n)]
+        if bad_notes:
+            raise ValueError(f"--notes must be whole MIDI note numbers in 0..127, got {bad_notes[0]!r}")
+        self.validation.check()
+        self.storage.check()
+        timeout = self.task_timeout_s
+        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+            raise ValueError(f"--timeout must be > 0 seconds, got {timeout!r}")
+        if self.max_tasks_per_worker is not None and self.max_tasks_per_worker < 1:
+            raise ValueError(f"max_tasks_per_worker must be >= 1, got {self.max_tasks_per_worker}")
+        if (
+            isinstance(self.give_up_after, bool)
+            or not isinstance(self.give_up_after, int)
+            or self.give_up_after < 1
+        ):
+            raise ValueError(
+                f"--give-up-after (give_up_after) must be an integer >= 1, got {self.give_up_after!r}"
+            )
         if self.notes_per_preset is not None and not 1 <= self.notes_per_preset <= len(self.render.notes):
             raise ValueError(
                 f"--notes-per-preset must be 1..{len(self.render.notes)} (the number of --notes), "
@@ -136,6 +173,13 @@ class GenerateConfig:
         rng = np.random.default_rng([self.seed, index, 0x6E6F7465])  # "note"
         chosen = set(rng.choice(len(notes), size=k, replace=False).tolist())
         return tuple(n for i, n in enumerate(notes) if i in chosen)
+
+
+def _is_midi_note(n: Any) -> bool:
+    """A whole number in 0..127 (``60`` or ``60.0``; not ``60.9``, which would render as 60)."""
+    if isinstance(n, bool) or not isinstance(n, int | float | np.integer | np.floating):
+        return False
+    return float(n).is_integer() and 0 <= n <= 127
 
 
 def load_catalog(path: Path | None) -> WavetableCatalog:
@@ -311,6 +355,8 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     bar = _progress_bar(config, kept)
     interrupted = False
     since_commit = 0
+    streak = 0  # presets in a row without a kept one (rejected or failed), in this run
+    streak_reasons: Counter[str] = Counter()  # why: render rejections, and "failed" presets
     sigint = _DeferredInterrupt().install()
     try:
         with WorkerPool(
@@ -331,14 +377,17 @@ def generate(config: GenerateConfig) -> GenerateSummary:
                     break
                 with sigint.critical():  # rows, counters and the commit change together
                     preset = pending.pop(start + result.index)
+                    kept_before = kept
                     if result.status != "ok":
                         n_failed += 1
+                        streak_reasons["failed"] += 1
                         if len(failed) < MAX_FAILED_LISTED:
                             failed.append({"preset": preset.index, "reason": result.error})
                         log.warning("preset %d failed: %s", preset.index, result.error)
                     else:
                         _, audio, reasons, mels = result.value
                         rejections.update(r for r in reasons if r)
+                        streak_reasons.update(r for r in reasons if r)
                         good = [
                             (note, a, m)
                             for note, a, m in zip(config.notes_for(preset.index), audio, mels, strict=True)
@@ -372,6 +421,11 @@ def generate(config: GenerateConfig) -> GenerateSummary:
                             rejections["preset_no_valid_note"] += 1
                     next_preset = preset.index + 1
                     since_commit += 1
+                    if kept > kept_before:
+                        streak = 0
+                        streak_reasons.clear()
+                    else:
+                        streak += 1
                     if since_commit >= config.commit_every or kept >= config.n_presets:
                         writer.commit(_progress(kept, next_preset, rows, rejections, failed, n_failed))
                         since_commit = 0
@@ -383,6 +437,8 @@ def generate(config: GenerateConfig) -> GenerateSummary:
                             failed=n_failed,
                             refresh=False,
                         )
+                if streak >= config.give_up_after:
+                    break  # the finally below commits what was kept
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -397,6 +453,8 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     )
     if interrupted:
         raise GenerationInterrupted(summary)
+    if streak >= config.give_up_after:
+        raise GenerationStalled(summary, streak, streak_reasons, config.validation)
     return summary
 
 
@@ -449,6 +507,22 @@ class GenerationInterrupted(Exception):
         super().__init__(
             f"interrupted after {summary.kept_presets} presets; all of them are saved in {summary.path}, "
             "continue with --resume"
+        )
+        self.summary = summary
+
+
+class GenerationStalled(RuntimeError):
+    """``give_up_after`` presets in a row gave no usable render (the thresholds, notes or synth
+    reject everything); every row kept before was committed. The message is one line."""
+
+    def __init__(
+        self, summary: GenerateSummary, streak: int, reasons: Counter[str], validation: ValidationConfig
+    ) -> None:
+        why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "none"
+        super().__init__(
+            f"gave up: {streak} presets in a row gave no usable render ({why}); check the thresholds "
+            f"(--silence-db {validation.silence_peak_db:g}, --clip-peak {validation.clip_peak:g}) and "
+            f"--notes; {summary.kept_presets} presets ({summary.rows} renders) are saved in {summary.path}"
         )
         self.summary = summary
 
