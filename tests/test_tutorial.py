@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 from tests.pace import slowdown
+from tests.processes import cli_in_process, run_cli
 from vitalmatch.cli import main
 from vitalmatch.synth.export import read_vital
+from vitalmatch.synth.params import ParamRegistry
 from vitalmatch.tutorial import (
     EFFECTS,
     SYNCED_FREQUENCY_NAMES,
@@ -302,6 +304,90 @@ def test_cli_writes_a_file_and_refuses_to_overwrite(tmp_path, changed_preset, ca
     assert out.read_text().startswith('# How to build "Renamed" in Vital')
 
 
+#: Values past the synth's ranges (1e39 is past float32: the synth holds inf), and an Indexed
+#: control between two integers.
+WILD = {
+    "filter_1_on": 1.0,
+    "filter_1_cutoff": 1e6,
+    "effect_chain_order": 1e39,
+    "delay_on": 1.0,
+    "reverb_on": 1.0,
+    "osc_1_unison_voices": 4e6,
+    "osc_1_transpose": 2.4,
+    "env_1_attack": -3.0,
+}
+
+
+@pytest.fixture(scope="module")
+def live_registry() -> ParamRegistry:
+    return ParamRegistry.from_synth()
+
+
+def _as_the_synth_holds(raw: float) -> float:
+    with np.errstate(over="ignore"):
+        return float(np.float32(raw))  # the engine's controls are float32: 1e39 -> inf
+
+
+def test_cli_clamps_out_of_range_values_before_displaying(tmp_path, init_preset, live_registry, capsys):
+    """``tutorial`` on values far past the ranges (an OverflowError before): the guide shows the
+    values clamped to the live synth's [min, max] and rounded, as ParamSpec.clamp drives the synth."""
+    preset = json.loads(json.dumps(init_preset))
+    preset["settings"].update(WILD)
+    path = tmp_path / "Wild.vital"
+    path.write_text(json.dumps(preset))
+    run = cli_in_process(capsys, "tutorial", path)
+    assert run.returncode == 0, run.stderr
+    guide = run.stdout
+    expected = {name: live_registry[name].clamp(_as_the_synth_holds(raw)) for name, raw in WILD.items()}
+    assert expected["filter_1_cutoff"] == live_registry["filter_1_cutoff"].max
+    assert f"- Cutoff: **{midi_to_hz(expected['filter_1_cutoff']):.0f} Hz**" in guide
+    assert expected["osc_1_unison_voices"] == live_registry["osc_1_unison_voices"].max == 16
+    assert "- Unison Voices: **16v**" in guide and "4000000" not in guide
+    assert f"- Transpose: **+{expected['osc_1_transpose']:g} semitones**" in guide  # 2.4 -> +2
+    assert "- Attack: **0 ms**" in guide  # -3 -> min 0
+    # inf is no effect order: the default (Vital's order), as ParamSpec.clamp does for inf and NaN
+    assert expected["effect_chain_order"] == live_registry["effect_chain_order"].default
+    assert "Effect order" not in guide and guide.index("### Delay") < guide.index("### Reverb")
+    [note] = [line for line in guide.splitlines() if "clamped" in line]
+    assert "Filter 1 Cutoff 1e+06 -> " in note and "Oscillator 1 Unison Voices 4e+06 -> 16v" in note
+    assert "inf" not in guide.replace(note, "").replace("init", "")
+
+    state = load_state(preset)
+    for name, value in expected.items():
+        assert state.controls[name].value == value, name
+    assert set(state.clamped) == set(WILD) - {"filter_1_on", "delay_on", "reverb_on"}
+    import vita
+
+    synth = vita.Synth()
+    synth.get_controls()["osc_1_unison_voices"].set(16.0)
+    assert state.controls["osc_1_unison_voices"].text == synth.get_control_text("osc_1_unison_voices")
+
+
+def test_cli_takes_the_default_for_nan_and_inf_values(tmp_path, init_preset, live_registry, capsys):
+    """NaN and +-Infinity in the file (Python's json reads them) are not numbers the synth can be
+    set to: they take the control's default, as ParamSpec.clamp does, instead of an error."""
+    preset = json.loads(json.dumps(init_preset))
+    preset["settings"].update(
+        {"filter_1_on": 1.0, "filter_1_cutoff": float("inf"), "filter_1_resonance": float("-inf")}
+    )
+    preset["settings"]["osc_1_level"] = float("nan")
+    path = tmp_path / "NotNumbers.vital"
+    path.write_text(json.dumps(preset))  # writes NaN, Infinity, -Infinity
+    assert "NaN" in path.read_text() and "Infinity" in path.read_text()
+    run = cli_in_process(capsys, "tutorial", path)
+    assert run.returncode == 0, run.stderr
+    guide = run.stdout
+    assert "- Turn **Filter 1** on." in guide
+    filter_section = guide[guide.index("### Filter 1") :]
+    assert "Cutoff:" not in filter_section and "Resonance:" not in filter_section  # the defaults
+    assert "Level:" not in guide
+    state = load_state(preset)
+    for name in ("filter_1_cutoff", "filter_1_resonance", "osc_1_level"):
+        assert state.controls[name].value == pytest.approx(live_registry[name].default, abs=1e-6), name
+        assert state.controls[name].is_default, name
+    assert set(state.clamped) == {"filter_1_cutoff", "filter_1_resonance", "osc_1_level"}
+
+
 # ------------------------------------------------------------------- LLM mode, local server
 LLM_TEXT = "# Tutorial from the fake API\n\nTurn the cutoff to 523.3 Hz.\n"
 
@@ -309,14 +395,18 @@ LLM_TEXT = "# Tutorial from the fake API\n\nTurn the cutoff to 523.3 Hz.\n"
 class FakeMessagesAPI:
     """A local HTTP server answering ``POST /v1/messages`` like Anthropic's Messages API.
 
-    ``mode``: ``"ok"`` (a message with ``LLM_TEXT``), ``"error"`` (HTTP 500) or ``"slow"``
-    (sleeps ``delay_s`` first). Requests are kept in ``requests`` as (path, headers, body).
+    ``mode``: ``"ok"`` (a message with ``text``, default ``LLM_TEXT``), ``"error"`` (HTTP 500),
+    ``"slow"`` (sleeps ``delay_s`` first) or ``"trickle"`` (the whole HTTP response, status line
+    included, one byte per second: every read gets data well within any per-read timeout).
+    Requests are kept in ``requests`` as (path, headers, body).
     """
 
     def __init__(self) -> None:
         self.mode = "ok"
         self.delay_s = 3.0
+        self.text = LLM_TEXT
         self.requests: list[tuple[str, dict, dict]] = []
+        self.stop = threading.Event()
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -328,19 +418,33 @@ class FakeMessagesAPI:
                 if api.mode == "error":
                     self._send(500, {"type": "error", "error": {"type": "api_error", "message": "boom"}})
                     return
-                self._send(
-                    200,
-                    {
-                        "id": "msg_fake_01",
-                        "type": "message",
-                        "role": "assistant",
-                        "model": body.get("model", ""),
-                        "content": [{"type": "text", "text": LLM_TEXT}],
-                        "stop_reason": "end_turn",
-                        "stop_sequence": None,
-                        "usage": {"input_tokens": 100, "output_tokens": 20},
-                    },
-                )
+                message = {
+                    "id": "msg_fake_01",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": body.get("model", ""),
+                    "content": [{"type": "text", "text": api.text}],
+                    "stop_reason": "end_turn",
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": 100, "output_tokens": 20},
+                }
+                if api.mode == "trickle":
+                    self._trickle(message)
+                    return
+                self._send(200, message)
+
+            def _trickle(self, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                head += f"content-length: {len(data)}\r\n\r\n"
+                for byte in head.encode() + data:
+                    if api.stop.wait(1.0):
+                        return
+                    try:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    except OSError:  # the client gave up
+                        return
 
             def _send(self, status: int, payload: dict) -> None:
                 data = json.dumps(payload).encode()
@@ -363,6 +467,7 @@ class FakeMessagesAPI:
         self.thread.start()
 
     def close(self) -> None:
+        self.stop.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -442,3 +547,87 @@ def test_cli_llm_end_to_end_uses_anthropic_base_url(tmp_path, changed_preset, fa
     assert run.returncode == 0, run.stderr
     assert run.stdout == LLM_TEXT and run.stderr == ""
     assert fake_api.requests[0][2]["model"] == "claude-x"
+
+
+def test_cli_llm_timeout_is_a_deadline_for_the_whole_call(tmp_path, changed_preset, changed_state, fake_api):
+    """A server that sends one byte per second never lets a per-read timeout fire: ``--timeout 4``
+    must still end the call after 4 s and print the offline guide with a one-line note."""
+    fake_api.mode = "trickle"
+    preset = tmp_path / "Changed.vital"
+    preset.write_text(json.dumps(changed_preset))
+    env = {**os.environ, "ANTHROPIC_API_KEY": "test-key", "ANTHROPIC_BASE_URL": fake_api.url}
+    limit = 4.0 + 5.0 * slowdown()  # start, load and exit: ~2 s on an idle machine
+    t0 = time.monotonic()
+    try:
+        run = run_cli("tutorial", preset, "--llm", "--timeout", "4", env=env, timeout=limit)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"tutorial --llm --timeout 4 was still running after {limit:.1f} s")
+    elapsed = time.monotonic() - t0
+    assert run.returncode == 0, run.stderr
+    assert len(fake_api.requests) == 1
+    assert elapsed > 4.0  # it did wait for the server
+    assert run.stdout == offline_tutorial(changed_state)
+    assert run.stderr.startswith("note: ") and "no answer within 4 s" in run.stderr
+    assert run.stderr.count("\n") == 1
+
+
+#: An answer with terminal escapes: clear screen, window title, a hyperlink, colours, 8-bit CSI,
+#: and bare control characters; only the text, newlines and tabs may reach the terminal.
+ESCAPED_TEXT = (
+    "# Tutorial\x1b[2J\x1b[H\r\n\x1b]0;owned title\x07Turn the \x1b]8;;http://x\x07cutoff\x1b]8;;\x07 "
+    "to \x1b[1;31m523.3 Hz\x1b[0m.\n\tThen play.\x00\x08\x7f\x9b2J\x1bc\x1b]2;t\x1b\\ Done.\n"
+)
+CLEAN_TEXT = "# Tutorial\nTurn the cutoff to 523.3 Hz.\n\tThen play. Done.\n"
+
+
+def _control_chars(text: str) -> list[str]:
+    return [c for c in text if (ord(c) < 32 or 127 <= ord(c) < 160) and c not in "\n\t"]
+
+
+def test_llm_answer_loses_terminal_escapes_on_stdout_and_in_files(tmp_path, changed_preset, fake_api, capsys):
+    fake_api.text = ESCAPED_TEXT
+    preset = tmp_path / "Changed.vital"
+    preset.write_text(json.dumps(changed_preset))
+    env = {**os.environ, "ANTHROPIC_API_KEY": "test-key", "ANTHROPIC_BASE_URL": fake_api.url}
+    run = run_cli("tutorial", preset, "--llm", env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert _control_chars(run.stdout) == [] and run.stdout == CLEAN_TEXT and run.stderr == ""
+    out = tmp_path / "guide.md"
+    tutorial = write_tutorial(
+        read_vital(preset), TutorialConfig(llm=True, base_url=fake_api.url, timeout_s=10)
+    )
+    assert tutorial.source == "llm" and tutorial.text == CLEAN_TEXT
+    run = cli_in_process(capsys, "tutorial", preset, "--llm", "--base-url", fake_api.url, "-o", out)
+    assert run.returncode == 0, run.stderr
+    assert out.read_text(encoding="utf-8") == CLEAN_TEXT
+
+
+def test_llm_answer_over_the_size_cap_falls_back(changed_state, fake_api, capsys):
+    """No model writes more than max_tokens tokens; an answer far longer than that is rejected."""
+    from vitalmatch import tutorial as tutorial_module
+
+    config = TutorialConfig(llm=True, base_url=fake_api.url, timeout_s=10, max_tokens=100)
+    fake_api.text = "Set the cutoff. " * 2000  # 32000 characters for 100 tokens
+    tutorial = write_tutorial(changed_state, config)
+    assert tutorial.source == "offline" and tutorial.text == offline_tutorial(changed_state)
+    assert "characters" in tutorial.note and "max_tokens=100" in tutorial.note
+    err = capsys.readouterr().err
+    assert err.startswith("note: ") and err.count("\n") == 1
+    cap = config.max_tokens * tutorial_module.LLM_MAX_CHARS_PER_TOKEN
+    fake_api.text = "x" * cap  # at the cap: accepted
+    assert write_tutorial(changed_state, config).source == "llm"
+    fake_api.text = "x" * (cap + 1)
+    assert write_tutorial(changed_state, config).source == "offline"
+
+
+def test_offline_guide_loses_terminal_escapes_from_the_file(tmp_path, changed_preset):
+    """The preset's own text (its name, a wavetable's name) reaches the guide: no escapes either."""
+    preset = json.loads(json.dumps(changed_preset))
+    preset["preset_name"] = "Evil\x1b]0;pwned\x07 Pad\x1b[2J"
+    preset["settings"]["wavetables"][0]["name"] = "Table\x1b[31m red"
+    path = tmp_path / "evil.vital"
+    path.write_text(json.dumps(preset))
+    run = run_cli("tutorial", path, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert _control_chars(run.stdout) == []
+    assert "Evil Pad" in run.stdout and "Table red" in run.stdout

@@ -10,6 +10,15 @@ text back (what the synth makes of the preset, not what the file says), plus the
 texts (the defaults) and the settings that are not controls. This module only turns that state
 into display values, a table and a guide.
 
+Out-of-range values: ``load_json`` and ``ControlValue.set`` do no clamping, so a file can put
+``filter_1_cutoff`` at 1e6 or ``osc_1_unison_voices`` at 4e6 into the synth (and 1e39, past
+float32, becomes inf). This module's :func:`load_state` (and every function here that is given a
+:class:`PresetState`) first clamps each control the way vitalmatch drives the synth,
+:meth:`vitalmatch.synth.params.ParamSpec.clamp` with the live synth's ``min``/``max`` and
+``default``: clamped to [min, max], Indexed controls rounded, NaN and +-inf replaced by the
+default. The clamped controls' texts are read again from a synth (a second worker, only when
+something was clamped), and the guide lists what was clamped.
+
 Display corrections (the bindings' text is used everywhere else):
 
 * ``*_tempo`` (Vital's ``kSyncedFrequencyNames``, 0 = Freeze ... 12 = 1/64): the bindings index
@@ -31,22 +40,33 @@ Display corrections (the bindings' text is used everywhere else):
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import dataclasses
 import math
 import os
 import re
 import sys
+import time
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from vitalmatch.synth.state import ControlInfo, PresetState, load_state
+from vitalmatch.synth.params import CONTINUOUS, ParamSpec
+from vitalmatch.synth.state import ControlInfo, PresetState, run_isolated
+from vitalmatch.synth.state import load_state as _load_synth_state
 
 __all__ = [
     "DEFAULT_MODEL",
+    "LLM_MAX_CHARS_PER_TOKEN",
+    "ClampedState",
     "ControlInfo",
     "ParamRow",
     "PresetState",
     "Tutorial",
     "TutorialConfig",
+    "clamp_state",
+    "clean_llm_text",
     "effect_order",
     "filter_style_name",
     "format_table",
@@ -63,6 +83,12 @@ __all__ = [
 
 #: Claude model used when none is given.
 DEFAULT_MODEL = "claude-sonnet-5"
+
+#: Most characters an LLM answer may have per token of ``max_tokens``. Claude's tokens average
+#: about 4 characters of English prose or Markdown, so an answer longer than ``max_tokens`` times
+#: this did not come from a model that kept to ``max_tokens``: it is rejected (the offline guide
+#: is used) rather than cut, like an answer cut at ``max_tokens``.
+LLM_MAX_CHARS_PER_TOKEN = 8
 
 #: Vital's ``kSyncedFrequencyNames``, indexed by the raw value of every ``*_tempo`` control.
 SYNCED_FREQUENCY_NAMES = (
@@ -117,8 +143,101 @@ _NUMBER_RE = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?
 
 
 # ============================================================================ reading the synth
+@dataclass(frozen=True)
+class ClampedState(PresetState):
+    """A :class:`PresetState` in which some controls were out of range and have been clamped.
+
+    Attributes:
+        clamped: the raw values the synth held (or the file gave, for NaN and +-inf) before
+            clamping, by control name; ``controls`` holds the clamped values and their texts.
+    """
+
+    clamped: dict[str, float] = field(default_factory=dict)
+
+
+def load_state(preset: Mapping, *, timeout_s: float = 30.0) -> PresetState:
+    """:func:`vitalmatch.synth.state.load_state`, then :func:`clamp_state`.
+
+    Top-level ``settings`` values that are NaN or +-inf (Python's ``json`` reads ``NaN`` and
+    ``Infinity``) are left out of what the synth loads, so those controls take their defaults
+    (vita-facts §3: missing controls are reset to defaults), as ``ParamSpec.clamp`` does; they are
+    listed in ``clamped``.
+
+    Raises:
+        ValueError: one line, when the synth rejects the preset, crashes or hangs on it.
+    """
+    not_numbers: dict[str, float] = {}
+    settings = preset.get("settings") if isinstance(preset, Mapping) else None
+    if isinstance(settings, Mapping):
+        not_numbers = {k: v for k, v in settings.items() if isinstance(v, float) and not math.isfinite(v)}
+        if not_numbers:
+            kept = {k: v for k, v in settings.items() if k not in not_numbers}
+            preset = {**preset, "settings": kept}
+    state = clamp_state(_load_synth_state(preset, timeout_s=timeout_s), timeout_s=timeout_s)
+    not_numbers = {k: v for k, v in not_numbers.items() if k in state.controls}
+    if not not_numbers:
+        return state
+    return ClampedState(**{**_fields(state), "clamped": {**not_numbers, **_clamped_values(state)}})
+
+
+def clamp_state(state: PresetState, *, timeout_s: float = 30.0) -> PresetState:
+    """``state`` with every control clamped as vitalmatch drives the synth (``ParamSpec.clamp``
+    with the control's live ``min``, ``max`` and ``default``).
+
+    Returns ``state`` itself when nothing is out of range; else a :class:`ClampedState` whose
+    clamped controls carry the bindings' text for the clamped value (read from a fresh synth in a
+    crash-isolated worker, ~1 s).
+    """
+    changed = {}
+    for name, info in state.controls.items():
+        value = _clamp(info, info.value)
+        if value != info.value:  # also when the synth holds NaN
+            changed[name] = value
+    if not changed:
+        return state
+    texts = run_isolated(_control_texts, changed, timeout_s, "the synth could not show the clamped values")
+    controls = dict(state.controls)
+    for name, value in changed.items():
+        controls[name] = dataclasses.replace(controls[name], value=value, text=texts[name])
+    clamped = {**_clamped_values(state), **{n: state.controls[n].value for n in changed}}
+    return ClampedState(**{**_fields(state), "controls": controls, "clamped": clamped})
+
+
+def _clamp(info: ControlInfo, value: float) -> float:
+    """A raw value clamped as :meth:`ParamSpec.clamp` clamps it before every ``set``."""
+    spec = ParamSpec(
+        name=info.name,
+        kind=CONTINUOUS,
+        min=info.min,
+        max=info.max,
+        default=info.default,
+        scale=info.scale,
+        integer=info.scale == "Indexed",
+    )
+    return spec.clamp(value)
+
+
+def _control_texts(values: Mapping[str, float]) -> dict[str, str]:
+    """Worker body: the bindings' text of each control at an (in-range) value, on a fresh synth."""
+    import vita
+
+    synth = vita.Synth()
+    controls = synth.get_controls()
+    for name, value in values.items():
+        controls[name].set(float(value))
+    return {name: str(synth.get_control_text(name)) for name in values}
+
+
+def _fields(state: PresetState) -> dict:
+    return {f.name: getattr(state, f.name) for f in dataclasses.fields(PresetState)}
+
+
+def _clamped_values(state: PresetState) -> dict[str, float]:
+    return dict(state.clamped) if isinstance(state, ClampedState) else {}
+
+
 def _state(preset: Mapping | PresetState) -> PresetState:
-    return preset if isinstance(preset, PresetState) else load_state(preset)
+    return clamp_state(preset) if isinstance(preset, PresetState) else load_state(preset)
 
 
 # ============================================================================ display values
@@ -147,9 +266,10 @@ def effect_order(code: float) -> list[str]:
     """Effects (``EFFECTS`` names) in processing order for an ``effect_chain_order`` code.
 
     The code is a permutation number (Vital's ``decodeFloatToOrder``); 0 is ``EFFECTS`` order.
+    Codes past the range are clamped to 0 .. 9! - 1; NaN and +-inf give 0.
     """
     order = list(range(len(EFFECTS)))
-    code = int(code)
+    code = min(max(int(code), 0), math.factorial(len(EFFECTS)) - 1) if math.isfinite(code) else 0
     for i in range(len(EFFECTS)):
         remaining = len(EFFECTS) - i
         last = remaining - 1
@@ -195,11 +315,13 @@ def display_text(info: ControlInfo, value: float, text: str, values: Mapping[str
 
     Args:
         info: the control.
-        value: raw value (the loaded value or the default).
+        value: raw value (the loaded value or the default); clamped like ``ParamSpec.clamp``
+            first (an out-of-range value cannot overflow the unit conversions).
         text: ``get_control_text`` for ``value``.
         values: raw values of the other controls (the filter style's name needs the model).
     """
     name = info.name
+    value = _clamp(info, value)
     if info.options:
         if name.endswith("_tempo"):
             return SYNCED_FREQUENCY_NAMES[_clip(int(round(value)), len(SYNCED_FREQUENCY_NAMES))]
@@ -477,6 +599,7 @@ def offline_tutorial(preset: Mapping | PresetState, name: str | None = None) -> 
         "not mention stays at its init value. Values are given as Vital displays them.",
         "",
     ]
+    out += _clamped_note(rows, state)
     sections: list[tuple[str, list[str]]] = [("Start from the init preset", _init_steps())]
     sections.append(("Oscillators", _oscillator_steps(by_group, values)))
     sections.append(("Sample oscillator", _sample_steps(by_group, values)))
@@ -494,6 +617,26 @@ def offline_tutorial(preset: Mapping | PresetState, name: str | None = None) -> 
         n += 1
         out += [f"## {n}. {heading}", "", *lines, ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+#: Most clamped values the guide's note names one by one.
+_MAX_CLAMPED_LISTED = 10
+
+
+def _clamped_note(rows: Sequence[ParamRow], state: PresetState) -> list[str]:
+    """A paragraph naming the values that were out of range (in table order), or ``[]``."""
+    clamped = _clamped_values(state)
+    listed = [f"{r.display_name} {clamped[r.control]:g} -> {r.text}" for r in rows if r.control in clamped]
+    if not listed:
+        return []
+    more = len(listed) - _MAX_CLAMPED_LISTED
+    items = "; ".join(listed[:_MAX_CLAMPED_LISTED]) + (f"; and {more} more" if more > 0 else "")
+    return [
+        "Some values in the preset are outside their control's range, between the steps of a stepped "
+        "control, or not numbers. This guide shows them as vitalmatch sets them on the synth (clamped "
+        f"to the range, rounded to a step, the init value for a non-number): {items}.",
+        "",
+    ]
 
 
 def _slot(row: ParamRow) -> int:
@@ -686,7 +829,7 @@ def _effect_steps(by_group: Mapping[str, list[ParamRow]], values: Mapping[str, f
     if not on:
         return []
     lines = []
-    if len(on) > 1 and int(values.get("effect_chain_order", 0.0)) != 0:
+    if len(on) > 1 and effect_order(values.get("effect_chain_order", 0.0)) != list(EFFECTS):
         lines += [
             "Effect order, first to last (drag the effects into this order): "
             + " -> ".join(_EFFECT_NAMES[e] for e in on)
@@ -756,8 +899,11 @@ class TutorialConfig:
     Attributes:
         llm: have an LLM (Anthropic's Messages API) rewrite the offline guide.
         model: Claude model id.
-        timeout_s: seconds to wait for the LLM's answer before falling back to the offline guide.
-        max_tokens: longest answer the LLM may give.
+        timeout_s: seconds the whole LLM call may take (connecting, sending, every retry and
+            reading the answer) before it is cancelled and the offline guide is used. Also each
+            read's own timeout.
+        max_tokens: longest answer the LLM may give (tokens); an answer of more than
+            ``max_tokens * LLM_MAX_CHARS_PER_TOKEN`` characters is rejected.
         base_url: API base URL; None: ``$ANTHROPIC_BASE_URL``, else Anthropic's.
         max_retries: retries of a failed request by the SDK (0: fall back at once).
         load_timeout_s: seconds the synth may take to load the preset.
@@ -821,23 +967,31 @@ def write_tutorial(
 ) -> Tutorial:
     """The offline guide, or with ``config.llm`` the LLM's rewrite of it.
 
-    In LLM mode any failure (no ``ANTHROPIC_API_KEY``, connection error, HTTP error, timeout,
-    empty or truncated answer) falls back to the offline guide: ``note`` says why and the same
-    line goes to stderr as ``note: ...``.
+    In LLM mode any failure (no ``ANTHROPIC_API_KEY``, connection error, HTTP error, no answer
+    within ``config.timeout_s`` in all, an empty, truncated or oversized answer) falls back to the
+    offline guide: ``note`` says why and the same line goes to stderr as ``note: ...``. The LLM's
+    text is cleaned by :func:`clean_llm_text` (no terminal escape sequences or control
+    characters) before it is returned.
 
     Raises:
         ValueError: the preset cannot be loaded (one line).
     """
     config = config or TutorialConfig()
-    state = preset if isinstance(preset, PresetState) else load_state(preset, timeout_s=config.load_timeout_s)
+    if isinstance(preset, PresetState):
+        state = clamp_state(preset, timeout_s=config.load_timeout_s)
+    else:
+        state = load_state(preset, timeout_s=config.load_timeout_s)
     title = name or state.meta.get("preset_name") or "this preset"
-    guide = offline_tutorial(state, name=title)
+    # The file's own text (name, author, comments, wavetable and macro names) reaches the guide:
+    # it gets the same cleaning as an LLM answer, so a preset cannot send terminal escapes either.
+    guide = clean_llm_text(offline_tutorial(state, name=title))
     if not config.llm:
         return Tutorial(guide, "offline")
     try:
         text = _ask_llm(llm_prompt(guide, parameter_table(state), title), config)
     except Exception as exc:  # noqa: BLE001 - the LLM is optional: any failure falls back
-        note = f"LLM tutorial unavailable ({_describe_llm_error(exc, config)}); using the offline guide"
+        reason = clean_llm_text(_describe_llm_error(exc, config)).replace("\n", " ").replace("\t", " ")
+        note = f"LLM tutorial unavailable ({reason}); using the offline guide"
         print(f"note: {note}", file=sys.stderr)
         return Tutorial(guide, "offline", note=note)
     return Tutorial(text.strip() + "\n", "llm", model=config.model)
@@ -848,33 +1002,95 @@ class _LLMUnavailable(Exception):
 
 
 def _ask_llm(prompt: str, config: TutorialConfig) -> str:
-    """One Messages API call; the answer's text. Raises on any failure."""
+    """One Messages API call within ``config.timeout_s`` in all; the answer's cleaned text.
+
+    The deadline starts before the SDK is imported (1-3 s the first time; an import cannot be cut
+    short, so a first call takes at least that long). The call runs on its own asyncio
+    event loop (in a helper thread if the caller's thread already runs one) under
+    ``asyncio.wait_for``: at the deadline the request is cancelled wherever it is (connecting,
+    waiting, retrying, or reading an answer that trickles in, which httpx's per-read timeout never
+    ends) and its connection is closed. Raises on any failure.
+    """
+    deadline = time.monotonic() + config.timeout_s
     key = os.environ.get("ANTHROPIC_API_KEY", "").strip()
     if not key:
         raise _LLMUnavailable("ANTHROPIC_API_KEY is not set")
     import anthropic
 
-    client = anthropic.Anthropic(
-        api_key=key,
-        base_url=config.base_url or None,
-        timeout=config.timeout_s,
-        max_retries=config.max_retries,
-    )
+    async def ask():
+        async with anthropic.AsyncAnthropic(
+            api_key=key,
+            base_url=config.base_url or None,
+            timeout=config.timeout_s,
+            max_retries=config.max_retries,
+        ) as client:
+            request = client.messages.create(
+                model=config.model,
+                max_tokens=config.max_tokens,
+                system=_SYSTEM_PROMPT,
+                messages=[{"role": "user", "content": prompt}],
+            )
+            return await asyncio.wait_for(request, max(0.0, deadline - time.monotonic()))
+
     try:
-        message = client.messages.create(
-            model=config.model,
-            max_tokens=config.max_tokens,
-            system=_SYSTEM_PROMPT,
-            messages=[{"role": "user", "content": prompt}],
-        )
-    finally:
-        client.close()
+        message = _run_coroutine(ask)
+    except TimeoutError:  # asyncio.wait_for's (builtin TimeoutError on Python 3.11)
+        raise _LLMUnavailable(f"no answer within {config.timeout_s:g} s") from None
     text = "".join(getattr(block, "text", "") for block in message.content if block.type == "text")
     if message.stop_reason == "max_tokens":
         raise _LLMUnavailable(f"the answer was cut at max_tokens={config.max_tokens}")
+    cap = config.max_tokens * LLM_MAX_CHARS_PER_TOKEN
+    if len(text) > cap:
+        raise _LLMUnavailable(
+            f"the answer has {len(text)} characters, over {cap} "
+            f"(max_tokens={config.max_tokens} x {LLM_MAX_CHARS_PER_TOKEN})"
+        )
+    text = clean_llm_text(text)
     if not text.strip():
         raise _LLMUnavailable("the answer was empty")
     return text
+
+
+def _run_coroutine(make):
+    """``make()``'s coroutine run to the end on a new event loop; in a helper thread when this
+    thread already runs a loop (``asyncio.run`` cannot nest). The loop is closed without waiting
+    for its default executor (a stuck DNS look-up must not outlast the deadline)."""
+
+    def run():
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(make())
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result()
+
+
+#: Terminal escape sequences (ECMA-48), 7- and 8-bit: CSI (``ESC [`` ... final byte), the
+#: string commands OSC, DCS, SOS, PM and APC up to BEL or ST (or the line's end when
+#: unterminated), and the other two- or three-byte ``ESC`` sequences.
+_ESCAPE_RE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]"
+)
+
+
+def clean_llm_text(text: str) -> str:
+    """Text from the LLM, safe to print or write: no terminal escape sequences (``\\x1b[2J``,
+    ``\\x1b]0;title\\x07``, ``\\x1b]8;;url\\x07`` hyperlinks, 8-bit ``\\x9b`` CSI, ...), with
+    their parameters, and no other control characters (Unicode category Cc) except ``\\n`` and
+    ``\\t``; ``\\r\\n`` becomes ``\\n``."""
+    text = _ESCAPE_RE.sub("", text.replace("\r\n", "\n"))
+    return "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
 
 
 def _describe_llm_error(exc: BaseException, config: TutorialConfig) -> str:
