@@ -241,3 +241,18 @@ def test_a_float_file_far_above_full_scale_is_matched(match_cache, tmp_path):
         m = re.search(r"init ([\d.]+), before refinement ([\d.]+), after ([\d.]+)", r.stdout)
         assert m and all(np.isfinite(float(x)) for x in m.groups()), r.stdout
         assert_app_loads(out)
+
+
+def test_a_first_start_set_build_is_announced_with_its_time(tmp_path, monkeypatch, capsys):
+    """Even without progress bars: a large --start-set used to start an hours-long build silently."""
+    from vitalmatch.match import ensure_start_set
+
+    monkeypatch.setenv("VITALMATCH_CACHE", str(tmp_path))
+    starts = ensure_start_set(2, workers=1, progress=False)
+    err = capsys.readouterr().err
+    assert re.search(
+        r"building the built-in starting set \(2 presets x 5 notes, once; about \d+ min on 1 workers\)", err
+    )
+    assert len(starts) >= 2
+    ensure_start_set(2, workers=1, progress=False)  # cached: nothing to say
+    assert "building" not in capsys.readouterr().err

@@ -56,12 +56,13 @@ START_NOTES = (36, 48, 60, 72, 84)
 START_SET_VERSION = 1
 #: Seed of the starting set's presets (not the dataset default, so they differ from data/*.h5).
 START_SET_SEED = 20260
-#: Largest starting set ``match`` builds (about 40 min on 2 workers at :data:`START_SET_RATE`); a
+#: Largest starting set ``match`` builds (about 75 min on 2 workers at :data:`START_SET_RATE`); a
 #: larger one is a dataset: make it with ``vitalmatch generate``.
 MAX_START_SET = 10_000
-#: Starting-set presets rendered per second per worker (5 notes each at 22.05 kHz), measured on the
-#: 2-core development machine; used only for the time estimate printed before a build.
-START_SET_RATE = 2.0
+#: Starting-set presets rendered per second per worker (5 notes each at 22.05 kHz): 256 presets took
+#: 118 s on the 2-core development machine (README, Matching). Used only for the estimate printed
+#: before a build.
+START_SET_RATE = 1.1
 #: Longest search budget accepted (a day); past it, a budget is a typo or ``inf``.
 MAX_BUDGET_S = 86_400.0
 

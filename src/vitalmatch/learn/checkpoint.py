@@ -148,14 +148,22 @@ def _tensor_problem(value: object, key: str, shape: tuple[int, ...], *, floating
     return None
 
 
-def _features_problem(values: object) -> str | None:
-    """Why ``values`` is not a :class:`FeatureConfig` dict, or None."""
+def _fields_problem(values: object, cls: type, key: str) -> str | None:
+    """Why ``values`` is not a dict of ``cls``'s dataclass fields (a subset), or None."""
     if not isinstance(values, dict):
-        return f"features is {_kind(values)}, not a dict"
-    names = {f.name for f in dataclasses.fields(FeatureConfig)}
+        return f"{key} is {_kind(values)}, not a dict"
+    names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(str(k) for k in values if k not in names)
     if unknown:
-        return f"features has unknown field(s) {', '.join(unknown)}"
+        return f"{key} has unknown field(s) {', '.join(unknown)}"
+    return None
+
+
+def _features_problem(values: object) -> str | None:
+    """Why ``values`` is not a :class:`FeatureConfig` dict, or None."""
+    problem = _fields_problem(values, FeatureConfig, "features")
+    if problem:
+        return problem
     for k in ("sample_rate", "n_fft", "hop_length", "n_mels"):
         if k in values and not (_is_int(values[k]) and values[k] >= 1):
             return f"features.{k} must be an integer >= 1, got {values[k]!r}"
@@ -170,12 +178,9 @@ def _features_problem(values: object) -> str | None:
 
 
 def _model_config_problem(values: object) -> str | None:
-    if not isinstance(values, dict):
-        return f"model_config is {_kind(values)}, not a dict"
-    names = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = sorted(str(k) for k in values if k not in names)
-    if unknown:
-        return f"model_config has unknown field(s) {', '.join(unknown)}"
+    problem = _fields_problem(values, ModelConfig, "model_config")
+    if problem:
+        return problem
     sizes = values.get("categorical_sizes", [])
     if (
         not isinstance(values.get("arch", ""), str)
