@@ -41,8 +41,9 @@ import h5py
 import numpy as np
 
 from vitalmatch.data.generate import GenerateConfig, generate, load_catalog
+from vitalmatch.data.reader import DatasetReader, audio_bytes_per_row
 from vitalmatch.data.sampling import PresetSampler, SamplerConfig
-from vitalmatch.data.storage import DatasetReader, StorageConfig, audio_bytes_per_row
+from vitalmatch.data.schema import StorageConfig
 from vitalmatch.synth.params import ParamRegistry
 from vitalmatch.synth.render import RenderConfig, RenderEngine
 
@@ -145,7 +146,7 @@ def storage_sizes(audio: list[np.ndarray], tmp: Path) -> dict[str, float]:
         )
         ref_bytes = d.id.get_storage_size() / len(rows)
     sizes = {"float32 stereo gzip-4 (reference)": ref_bytes}
-    from vitalmatch.data.storage import DatasetWriter
+    from vitalmatch.data.writer import DatasetWriter
 
     for fmt in ("pcm16", "float16"):
         for ch in ("mono", "stereo"):
@@ -227,25 +228,30 @@ def main() -> None:
         "storage_bytes_per_row": sizes,
     }
     print(
-        f"presets: {tried} (tier {args.tier}, notes {list(render.notes)}, {render.render_duration_s} s renders)"
+        f"presets: {tried} (tier {args.tier}, notes {list(render.notes)}, "
+        f"{render.render_duration_s} s renders)"
     )
     print(f"bare loop            {bare_rate:6.2f} presets/s")
     print(
         f"engine loop          {engine_rate:6.2f} presets/s   (+ fresh synth, settling, flushes; in-process)"
     )
     print(
-        f"pipeline, 1 worker   {one['presets_per_s']:6.2f} presets/s   ratio to bare  {result['ratio_pipeline1_over_bare']:.2f}  (goal >= 0.85)"
+        f"pipeline, 1 worker   {one['presets_per_s']:6.2f} presets/s   ratio to bare  "
+        f"{result['ratio_pipeline1_over_bare']:.2f}  (goal >= 0.85)"
     )
     print(
-        f"pipeline, 2 workers  {two['presets_per_s']:6.2f} presets/s   ratio to 1 w.  {result['ratio_2w_over_1w']:.2f}  (goal >= 1.70)"
+        f"pipeline, 2 workers  {two['presets_per_s']:6.2f} presets/s   ratio to 1 w.  "
+        f"{result['ratio_2w_over_1w']:.2f}  (goal >= 1.70)"
     )
     print(
         f"pipeline, 1 w, reuse  {reuse['presets_per_s']:6.2f} presets/s   ratio to bare  "
-        f"{result['ratio_pipeline1_reuse_synth_over_bare']:.2f}  (like for like: --reuse-synth, not bit-reproducible)"
+        f"{result['ratio_pipeline1_reuse_synth_over_bare']:.2f}"
+        "  (like for like: --reuse-synth, not bit-reproducible)"
     )
     main_ms = 1e3 * two["big"]["main_cpu_s"] / two["big"]["presets_tried"]
     print(
-        f"pipeline, 1 worker vs engine loop: {one['presets_per_s'] / engine_rate:.2f}  (like for like: IPC, validation, storage)"
+        f"pipeline, 1 worker vs engine loop: {one['presets_per_s'] / engine_rate:.2f}"
+        "  (like for like: IPC, validation, storage)"
     )
     print(f"main process CPU per preset (2 workers): {main_ms:.1f} ms")
     print(f"pool overhead per trivial task: {overhead:.3f} ms")
@@ -254,7 +260,8 @@ def main() -> None:
     for k, v in sizes.items():
         print(f"  {k:36} {v / 1e3:8.1f} kB  {v / ref:6.1%} of reference")
     print(
-        f"pipeline file (default pcm16 mono): {result['bytes_ratio_vs_float32_stereo_gzip4']:.1%} of reference (goal <= 25%)"
+        f"pipeline file (default pcm16 mono): {result['bytes_ratio_vs_float32_stereo_gzip4']:.1%}"
+        " of reference (goal <= 25%)"
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "generate_throughput.json").write_text(json.dumps(result, indent=2))

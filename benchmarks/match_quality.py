@@ -50,7 +50,7 @@ METHODS = {
 
 
 def _synthetic_targets(path: Path, n: int) -> list[dict]:
-    from vitalmatch.data.storage import DatasetReader
+    from vitalmatch.data.reader import DatasetReader
     from vitalmatch.synth.params import ParamRegistry
     from vitalmatch.synth.wavetables import WavetableCatalog
 
@@ -105,7 +105,7 @@ def _render_distances(matcher, target: dict, vectors, sr: int) -> list[float]:
     rendered by the matcher's final path (fresh synth, the target's note and length); NaN for a
     render that failed."""
     from vitalmatch.metrics import multiscale_mel_l1
-    from vitalmatch.refine import final_task
+    from vitalmatch.search import final_task
 
     render_s = len(target["audio"]) / sr
     tasks = [(c, k, target["note"], target["note_s"], render_s, sr) for c, k in vectors]
@@ -156,13 +156,43 @@ def _preset_targets(folder: Path, n: int) -> list[dict]:
     return out
 
 
-def _full_distances(matcher, target: dict, result, sr: int) -> dict:
+class _Snapshots:
+    """The search's best point as it was when it passed each mark: ``match_audio``'s ``on_batch``.
+
+    Args:
+        marks: ``(("evals", 100), ("s", 30), ...)``: evaluation counts / seconds.
+
+    Attributes:
+        points: ``{"evals:100": (continuous, categorical, loss, evals, seconds), "s:30": ...}``.
+    """
+
+    def __init__(self, marks: tuple[tuple[str, float], ...]) -> None:
+        self.marks = list(marks)  # not yet passed
+        self.points: dict[str, tuple] = {}
+
+    def _keep(self, mark: tuple[str, float], point: tuple) -> None:
+        self.points[f"{mark[0]}:{mark[1]:g}"] = point
+        self.marks.remove(mark)
+
+    def __call__(self, evals: int, seconds: float, best: tuple[np.ndarray, np.ndarray, float]) -> None:
+        for mark in list(self.marks):
+            if (evals if mark[0] == "evals" else seconds) >= mark[1]:
+                self._keep(mark, (*best, evals, seconds))
+
+    def finish(self, ref) -> dict[str, tuple]:
+        """The points, with the search's final point for the marks it stopped before."""
+        for mark in list(self.marks):
+            self._keep(mark, (ref.continuous, ref.categorical, ref.loss, ref.evals, ref.seconds))
+        return self.points
+
+
+def _full_distances(matcher, target: dict, result, snapshots: _Snapshots, sr: int) -> dict:
     """Full-quality distance of the start and every snapshot."""
     points = {"evals:0": (result.distance_start, 0, 0.0)}
     ref = result.refinement
     if ref is None:
         return points
-    snaps = ref.snapshots
+    snaps = snapshots.finish(ref)
     distances = _render_distances(matcher, target, [(c, k) for c, k, *_ in snaps.values()], sr)
     for key, d in zip(snaps, distances, strict=True):
         _, _, _, evals, seconds = snaps[key]
@@ -229,9 +259,9 @@ def main() -> None:
                 print(f"{target['set']:9} {target['name'][:28]:28} truth    {truth:.4f}", flush=True)
             for method in methods:
                 matcher.config = dataclasses.replace(base, **METHODS[method])
-                marks = tuple((k, v) for k, v in MARKS if v > 0)
-                r = matcher.match_audio(target["audio"], target["note"], target["note_s"], snapshots=marks)
-                points = _full_distances(matcher, target, r, base.sample_rate)
+                snapshots = _Snapshots(tuple((k, v) for k, v in MARKS if v > 0))
+                r = matcher.match_audio(target["audio"], target["note"], target["note_s"], on_batch=snapshots)
+                points = _full_distances(matcher, target, r, snapshots, base.sample_rate)
                 ref = r.refinement
                 runs.append(
                     {

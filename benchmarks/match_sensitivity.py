@@ -58,7 +58,10 @@ def _variants(registry, truth, found, tier: int, tolerance: float) -> list[tuple
         if spec.tier <= tier and cont_active[j] and abs(float(fc[j]) - float(tc[j])) > tolerance:
             c = tc.copy()
             c[j] = fc[j]
-            label = f"truth but {spec.name}: {spec.from_unit(float(tc[j])):.3g} -> {spec.from_unit(float(fc[j])):.3g}"
+            label = (
+                f"truth but {spec.name}: {spec.from_unit(float(tc[j])):.3g} -> "
+                f"{spec.from_unit(float(fc[j])):.3g}"
+            )
             out.append((label, (c, tk)))
     for j, spec in enumerate(registry.categorical):
         if spec.tier <= tier and cat_active[j] and int(fk[j]) != int(tk[j]):
@@ -108,7 +111,8 @@ def main() -> None:
             singles = {k: v for k, v in dist.items() if k.startswith("truth but")}
             over = sorted((v, k) for k, v in singles.items() if v > GOAL * init)
             print(
-                f"\n== {target['name']}  init {init:.3f}  truth {dist['truth']:.4f}  match {dist['match']:.3f}"
+                f"\n== {target['name']}  init {init:.3f}  truth {dist['truth']:.4f}  "
+                f"match {dist['match']:.3f}"
                 f" ({dist['match'] / init:.2f}x)  wrong parameters {len(singles)}, of which {len(over)}"
                 f" alone cost > {GOAL:.2f}x init"
             )

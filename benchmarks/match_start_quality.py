@@ -40,7 +40,7 @@ GOAL = 0.20
 
 def _columns(registry, truth, tier: int) -> tuple[np.ndarray, np.ndarray]:
     """``(continuous, categorical)`` column indices: what the search moves / sounding categoricals."""
-    from vitalmatch.refine import searchable_columns
+    from vitalmatch.search import searchable_columns
     from vitalmatch.synth.activity import activity_masks
 
     cont_cols = searchable_columns(registry, *truth, tier)
@@ -193,19 +193,22 @@ def main() -> None:
         )
     if summary:
         print(
-            f"\n| sigma | flip | start MAE | categoricals wrong | start | after {args.seconds:.0f} s | at goal |"
+            "\n| sigma | flip | start MAE | categoricals wrong | start | "
+            f"after {args.seconds:.0f} s | at goal |"
         )
         print("|---|---|---|---|---|---|---|")
         for s in summary:
             print(
-                f"| {s['sigma']:.2f} | {s['flip']:.1f} | {s['median_start_mae']:.3f} | {s['median_start_wrong']:.0%}"
-                f" | {s['median_start_ratio']:.2f}x | {s['median_result_ratio']:.2f}x | {s['share_at_goal']:.0%} |"
+                f"| {s['sigma']:.2f} | {s['flip']:.1f} | {s['median_start_mae']:.3f} "
+                f"| {s['median_start_wrong']:.0%} | {s['median_start_ratio']:.2f}x "
+                f"| {s['median_result_ratio']:.2f}x | {s['share_at_goal']:.0%} |"
             )
     phase = [x for f in floors for x in f["random_phase"]]
     costly = [sum(x > GOAL / 2 for x in f["steps"].values()) for f in floors]
     print(
         f"\nfloors over {len(floors)} sounds: the true preset with Vital's default random phase at "
-        f"median {np.median(phase):.2f}x (range {min(phase):.2f}-{max(phase):.2f}); a {args.step:g} step of one "
+        f"median {np.median(phase):.2f}x (range {min(phase):.2f}-{max(phase):.2f}); "
+        f"a {args.step:g} step of one "
         f"column costs more than {GOAL / 2:.2f}x alone in {np.median(costly):.0f} columns per sound (median)"
     )
     net = None

@@ -5,12 +5,13 @@ Usage::
     python benchmarks/search_speed.py [--presets 16] [--out benchmarks/results]
 
 For random Tier-1 presets of the built-in starting set (built on first use), one search worker
-(:class:`vitalmatch.refine._Searcher`, in this process, one core) evaluates each preset against
+(:class:`vitalmatch.search.worker._Searcher`, in this process, one core) evaluates each preset against
 its own 2 s render (MIDI 60, 1 s note) six times with a tiny control change between evaluations
 (the way CMA-ES candidates arrive), at the preset's oversampling (2x) and at 1x. Prints per preset
-the median milliseconds per evaluation (render, flush, loss at the best output level) and the search loss, the time of the
-loss features alone, and the medians; the ratio 1x / 2x shows what lower oversampling would save
-and the 1x loss what it would cost in accuracy. Writes ``search_speed.json``.
+the median milliseconds per evaluation (render, flush, loss at the best output level) and the
+search loss, the time of the loss features alone, and the medians; the ratio 1x / 2x shows what
+lower oversampling would save and the 1x loss what it would cost in accuracy. Writes
+``search_speed.json``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def main() -> None:
     import torch
 
     from vitalmatch.match import ensure_start_set
-    from vitalmatch.refine import SearchTarget, _Searcher, search_features
+    from vitalmatch.search import SearchTarget, search_features
+    from vitalmatch.search.worker import _Searcher
     from vitalmatch.synth.params import ParamRegistry
 
     torch.set_num_threads(1)
@@ -46,17 +48,15 @@ def main() -> None:
     runs = []
     for row in rows:
         cont, cat = starts.continuous[row].copy(), starts.categorical[row].copy()
-        searcher.state = None
-        searcher.apply(cont, cat)
-        audio = searcher.engine.synth.render(60, 0.7, 1.0, 2.0).mean(axis=0).astype(np.float32)
+        searcher.engine.load(cont, cat)
+        audio = searcher.engine.render_note(60, 1.0, 2.0).mean(axis=0).astype(np.float32)
         searcher.engine.flush()
         target = SearchTarget(f"preset {row}", audio, 44100, 60, 1.0)
         run = {"row": int(row)}
         for label, value in (("2x", 1), ("1x", 0)):
             k = cat.copy()
             k[oversampling] = value
-            searcher.state = None
-            searcher.apply(cont, k)  # a full load: oversampling acts on load only
+            searcher.engine.load(cont, k)  # a full load: oversampling acts on load only
             times, losses = [], []
             for i in range(6):
                 c = cont.copy()
@@ -84,7 +84,8 @@ def main() -> None:
     print(
         f"median per evaluation: 2x {summary['ms_2x']:.0f} ms (range {summary['ms_2x_range'][0]:.0f}-"
         f"{summary['ms_2x_range'][1]:.0f}), 1x / 2x time {summary['ratio_1x_over_2x']:.2f}, "
-        f"loss at 1x {summary['loss_1x']:.3f} (2x {summary['loss_2x']:.3f}), features {summary['ms_features']:.1f} ms"
+        f"loss at 1x {summary['loss_1x']:.3f} (2x {summary['loss_2x']:.3f}), "
+        f"features {summary['ms_features']:.1f} ms"
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "search_speed.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=1))

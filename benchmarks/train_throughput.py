@@ -18,7 +18,7 @@ come from numbers taken in this same run, since the machine may be noisy):
    than one thread (``OMP_WAIT_POLICY=PASSIVE`` avoids that; it is recorded in the JSON).
 2. the same on the GPU with bf16 autocast when torch sees CUDA (else it says so and skips).
 3. *data loading*, in samples/s: (a) the in-memory path of training (``SplitData.batch`` of
-   random rows + ``train._augment``: gain/noise, normalisation, SpecAugment) on the CPU (and with
+   random rows + ``inputs.augment``: gain/noise, normalisation, SpecAugment) on the CPU (and with
    the augmentation on the GPU when there is one); (b) log-mels computed on the fly from
    ``--batch`` clips of 2 s audio with ``features.log_mel`` (random audio, or the dataset's);
    (c) with ``--data``: ``VitalDataset`` audio rows through a ``DataLoader`` with 0 and 2
@@ -55,10 +55,11 @@ import torch
 
 from vitalmatch.features import FeatureConfig, log_mel
 from vitalmatch.learn.augment import band_stats
+from vitalmatch.learn.config import TrainConfig
 from vitalmatch.learn.data import SplitData
+from vitalmatch.learn.inputs import as_input, augment
 from vitalmatch.learn.losses import LossConfig, parameter_loss
 from vitalmatch.learn.model import ARCHS, ModelConfig, ParamNet
-from vitalmatch.learn.train import TrainConfig, _as_input, _augment
 
 # Tier-1-like heads (the learnable registry of a Tier-1 dataset).
 TIER1_CONTINUOUS = 58
@@ -191,7 +192,7 @@ def bench_in_memory(
     split: SplitData, features: FeatureConfig, batch: int, warmup: int, steps: int, device: torch.device
 ) -> dict:
     """Batches as ``train.fit`` makes them: random rows -> ``SplitData.batch`` -> device ->
-    ``_augment`` (default TrainConfig: gain, noise, normalisation, SpecAugment) -> ``_as_input``."""
+    ``inputs.augment`` (default TrainConfig: gain, noise, normalisation, SpecAugment) -> ``as_input``."""
     config = TrainConfig()
     mean, std = band_stats(split.mels)
     bundle = SimpleNamespace(features=features, norm_mean=mean, norm_std=std)
@@ -204,7 +205,7 @@ def bench_in_memory(
         lo = (i * batch) % max(len(split) - batch + 1, 1)
         g = torch.Generator().manual_seed(i)
         b = {k: v.to(device, non_blocking=True) for k, v in split.batch(order[lo : lo + batch]).items()}
-        _as_input(_augment(b, bundle, config, g), config)
+        as_input(augment(b, bundle, config, g), config)
 
     return _rate(batch, _timed(step, warmup, steps, device))
 
@@ -254,7 +255,7 @@ def bench_loader(path: Path, batch: int, n_batches: int, workers: int, shuffle: 
 
 
 def bench_load_split(path: Path, registry, features: FeatureConfig, rows: int) -> tuple[dict, SplitData]:
-    from vitalmatch.data.storage import DatasetReader
+    from vitalmatch.data.reader import DatasetReader
     from vitalmatch.learn.data import load_split, stored_mels_match
 
     with DatasetReader(path) as reader:
@@ -275,7 +276,7 @@ def bench_load_split(path: Path, registry, features: FeatureConfig, rows: int) -
 def _heads(data: Path | None) -> tuple[int, list[int], dict]:
     if data is None:
         return TIER1_CONTINUOUS, TIER1_CATEGORICAL, {"sample_rate": 44100, "audio_length": None}
-    from vitalmatch.data.storage import DatasetReader
+    from vitalmatch.data.reader import DatasetReader
     from vitalmatch.learn.data import learnable_registry
 
     with DatasetReader(data) as reader:
@@ -363,7 +364,7 @@ def main() -> None:
     load_split_result = None
     if args.data is not None:
         load_split_result, split = bench_load_split(args.data, info["registry"], features, args.load_rows)
-        from vitalmatch.data.storage import DatasetReader
+        from vitalmatch.data.reader import DatasetReader
 
         with DatasetReader(args.data) as reader:
             rows = reader.split_indices("train")[: args.batch]
@@ -417,7 +418,8 @@ def main() -> None:
     # table
     print()
     print(
-        f"{'model step (median, slowest-fastest step)':44} {'train samples/s':>22} {'inference samples/s':>22} {'params':>8}"
+        f"{'model step (median, slowest-fastest step)':44} {'train samples/s':>22} "
+        f"{'inference samples/s':>22} {'params':>8}"
     )
 
     def cell(r: dict) -> str:
@@ -437,7 +439,8 @@ def main() -> None:
         many = models["cpu"][ref_arch]["train"]["samples_per_s"]
         if one > many:
             print(
-                f"  note: 1 thread trains {one / many:.1f}x faster than {threads}: the cores are contended and "
+                f"  note: 1 thread trains {one / many:.1f}x faster than {threads}: "
+                "the cores are contended and "
                 "OpenMP threads wait for each other (try OMP_WAIT_POLICY=PASSIVE or --threads 1)"
             )
     if speedup is not None:
@@ -452,7 +455,8 @@ def main() -> None:
             f"{'BOTTLENECK' if q['bottleneck_on_cpu'] else 'ok':10} {q['share_of_serial_cpu_step']:7.0%}"
         )
         if gpu_step is not None:
-            line += f" {q[f'over_gpu_{gpu_arch}_train']:9.2f} {'BOTTLENECK' if q['bottleneck_on_gpu'] else 'ok':10}"
+            verdict = "BOTTLENECK" if q["bottleneck_on_gpu"] else "ok"
+            line += f" {q[f'over_gpu_{gpu_arch}_train']:9.2f} {verdict:10}"
         print(line)
     print(
         f"  ratio: loading samples/s / training samples/s of {ref_arch} on the CPU (threads: {threads}); "
@@ -470,7 +474,8 @@ def main() -> None:
                 )
         ls = load_split_result
         print(
-            f"  load_split: {ls['seconds_per_1000_rows']:.1f} s per 1000 rows ({ls['mels']}; {ls['rows']} rows "
+            f"  load_split: {ls['seconds_per_1000_rows']:.1f} s per 1000 rows "
+            f"({ls['mels']}; {ls['rows']} rows "
             f"in {ls['seconds']:.1f} s)"
         )
     mem = ratios["in-memory + augment (CPU)"][f"over_cpu_{ref_arch}_train"]

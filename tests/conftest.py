@@ -55,23 +55,41 @@ def tiny_eval_dataset(tmp_path_factory):
     return path
 
 
+#: The settings every tiny training run of the tests shares: one epoch of 4-example batches on
+#: 64-band log-mels, a 2-step warm-up, one CPU thread, no progress bar, no logger but metrics.jsonl.
+TINY_TRAINING = dict(
+    epochs=1,
+    batch_size=4,
+    warmup_steps=2,
+    n_mels=64,
+    n_fft=1024,
+    hop_length=256,
+    progress=False,
+    logger="none",
+    threads=1,
+    checkpoint_every=1000,
+)
+
+
 @pytest.fixture(scope="session")
-def tiny_eval_checkpoint(tiny_eval_dataset, tmp_path_factory):
-    """``last.pt`` of one training epoch on :func:`tiny_eval_dataset`."""
-    from vitalmatch.learn.train import TrainConfig, fit
+def tiny_config():
+    """``tiny_config(data, out, **overrides)``: the :class:`TrainConfig` of a tiny training run
+    (:data:`TINY_TRAINING` with ``overrides`` on top)."""
+    from vitalmatch.learn.config import TrainConfig
+
+    def make(data, out, **overrides):
+        return TrainConfig(**{**TINY_TRAINING, "data": str(data), "out": str(out), **overrides})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_eval_checkpoint(tiny_eval_dataset, tiny_config, tmp_path_factory):
+    """``last.pt`` of one tiny training epoch on :func:`tiny_eval_dataset`."""
+    from vitalmatch.learn.train import fit
 
     out = tmp_path_factory.mktemp("eval") / "run"
-    fit(
-        TrainConfig(
-            data=str(tiny_eval_dataset),
-            out=str(out),
-            epochs=1,
-            batch_size=4,
-            progress=False,
-            logger="none",
-            threads=1,
-        )
-    )
+    fit(tiny_config(tiny_eval_dataset, out))
     return out / "last.pt"
 
 

@@ -1,4 +1,5 @@
-"""The real CLI in a subprocess: params, inspect (with WAV export), discover-wt, help."""
+"""The real CLI in a subprocess: params, inspect (with WAV export), discover-wt, help of every stage
+(the flags' defaults and --config files: tests/test_config.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+from click.testing import CliRunner
 
+from vitalmatch.cli import cli
 from vitalmatch.data.generate import GenerateConfig, generate
-from vitalmatch.data.storage import DatasetReader
+from vitalmatch.data.reader import DatasetReader
 from vitalmatch.synth.render import RenderConfig
 
 
@@ -24,8 +27,18 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_every_stage():
     r = _cli("--help")
     assert r.returncode == 0
-    for stage in ("params", "discover-wt", "generate", "inspect", "train", "predict", "evaluate"):
+    stages = ("params", "discover-wt", "generate", "inspect", "train", "predict", "evaluate", "match")
+    assert set(stages) | {"tutorial", "demo"} <= set(cli.commands)
+    for stage in cli.commands:
         assert stage in r.stdout
+
+
+@pytest.mark.parametrize("stage", sorted(cli.commands))
+def test_every_stage_has_help(stage):
+    """``vitalmatch STAGE --help`` of every command in the group exits 0 and shows its usage."""
+    result = CliRunner().invoke(cli, [stage, "--help"], prog_name="vitalmatch")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"Usage: vitalmatch {stage} ") and "--help" in result.output
 
 
 def test_params_tier1_lists_registry():

@@ -68,7 +68,8 @@ def test_spectrogram_image_is_a_png_of_the_documented_size(tmp_path):
 
 def test_app_builds_with_examples_and_defaults_to_localhost(tmp_path, monkeypatch):
     from vitalmatch.audio import load_audio
-    from vitalmatch.demo import EXAMPLES, DemoConfig, build_app
+    from vitalmatch.demo import DemoConfig, build_app
+    from vitalmatch.examples import EXAMPLES
 
     monkeypatch.setenv("VITALMATCH_CACHE", str(tmp_path))
     config = DemoConfig()

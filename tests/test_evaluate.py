@@ -10,7 +10,7 @@ import numpy as np
 
 from tests.processes import run_cli
 from tests.vital_app import assert_app_loads
-from vitalmatch.data.storage import DatasetReader
+from vitalmatch.data.reader import DatasetReader
 from vitalmatch.evaluate import EvaluateConfig, evaluate
 
 
@@ -25,8 +25,8 @@ def test_evaluate_end_to_end(tiny_eval_dataset, tiny_eval_checkpoint, presets_di
     r = subprocess.run(
         [
             sys.executable, "-m", "vitalmatch", "evaluate", "--data", str(tiny_eval_dataset),
-            "--checkpoint", str(tiny_eval_checkpoint), "--presets", str(two), "-o", str(out), "--max-test", "4",
-            "--images", "1", "--no-progress",
+            "--checkpoint", str(tiny_eval_checkpoint), "--presets", str(two), "-o", str(out),
+            "--max-test", "4", "--images", "1", "--no-progress",
         ],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip

@@ -149,6 +149,13 @@ class Prepared:
     def offset_seconds(self) -> float:
         return self.offset_samples / self.sample_rate
 
+    def pitch_text(self) -> str:
+        """The detected pitch in one phrase, the same for every stage and page:
+        ``"220.3 Hz -> MIDI 57"``, or ``"none found, using MIDI 60"``."""
+        if self.midi_is_default or self.pitch is None:
+            return f"none found, using MIDI {self.midi_note}"
+        return f"{self.pitch.hz:.1f} Hz -> MIDI {self.midi_note}"
+
 
 # ------------------------------------------------------------------------------------------ loading
 class _Undecodable(Exception):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import re
@@ -38,33 +37,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vitalmatch.interrupts import signals_caught
+
 if TYPE_CHECKING:
     import gradio
 
-__all__ = ["EXAMPLES", "DemoConfig", "build_app", "example_sounds", "note_name", "serve", "spectrogram_image"]
+__all__ = ["DemoConfig", "build_app", "note_name", "serve", "spectrogram_image"]
 
-#: Example sounds: ``name -> (MIDI note, seconds held, seconds rendered, raw control values)``;
-#: every control not listed keeps Vital's init value (oscillator 1 on, a saw).
-EXAMPLES: dict[str, tuple[int, float, float, dict[str, float]]] = {
-    "pluck": (
-        64, 0.25, 1.5,
-        {"osc_1_wavetable": 3, "filter_1_on": 1, "filter_1_cutoff": 92.0, "filter_1_resonance": 0.3,
-         "env_1_attack": 0.0, "env_1_decay": 0.7, "env_1_sustain": 0.0, "env_1_release": 0.6},
-    ),
-    "pad": (
-        57, 2.0, 3.0,
-        {"osc_1_unison_voices": 6, "osc_1_unison_detune": 3.0, "osc_2_on": 1, "osc_2_wavetable": 1,
-         "osc_2_transpose": 12.0, "osc_2_level": 0.4, "filter_1_on": 1, "filter_1_cutoff": 76.0,
-         "filter_1_resonance": 0.2, "env_1_attack": 0.9, "env_1_sustain": 0.9, "env_1_release": 0.95},
-    ),
-    "bass": (
-        40, 0.6, 1.2,
-        {"osc_1_wavetable": 3, "osc_2_on": 1, "osc_2_wavetable": 1, "osc_2_transpose": -12.0,
-         "filter_1_on": 1, "filter_1_model": 2, "filter_1_style": 1, "filter_1_cutoff": 70.0,
-         "filter_1_resonance": 0.45, "filter_1_drive": 6.0, "env_1_attack": 0.0, "env_1_decay": 0.7,
-         "env_1_sustain": 0.5, "env_1_release": 0.4},
-    ),
-}  # fmt: skip
 
 _NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 _TABLE_HEADERS = ["Module", "Parameter", "Value", "Init value"]
@@ -184,57 +163,6 @@ def _mel_frequencies(config) -> np.ndarray:
 
     fmax = config.fmax or config.sample_rate / 2
     return librosa.mel_frequencies(config.n_mels + 2, fmin=config.fmin, fmax=fmax)[1:-1]
-
-
-def example_sounds(folder: str | os.PathLike | None = None) -> list[Path]:
-    """The example WAVs (:data:`EXAMPLES`), rendered by the synth on first use and then reused.
-
-    Args:
-        folder: where they live; default ``vitalmatch.match.cache_dir() / "examples"``. They are
-            rendered again when the recipe or the synth version changes.
-
-    Returns:
-        One stereo 44.1 kHz WAV per example, in :data:`EXAMPLES` order.
-    """
-    import soundfile as sf
-
-    from vitalmatch.match import cache_dir
-    from vitalmatch.synth.params import _vita_version
-
-    folder = Path(folder) if folder is not None else cache_dir() / "examples"
-    paths = [folder / f"{name}.wav" for name in EXAMPLES]
-    recipe = json.dumps({"vita": _vita_version(), "examples": EXAMPLES}, sort_keys=True)
-    stamp = folder / "recipe.json"
-    if stamp.is_file() and stamp.read_text() == recipe and all(p.is_file() for p in paths):
-        return paths
-    folder.mkdir(parents=True, exist_ok=True)
-    for path, (note, held, length, values) in zip(paths, EXAMPLES.values(), strict=True):
-        audio = _render_example(note, held, length, values)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.wav")
-        sf.write(tmp, audio.T, 44100, subtype="PCM_16")
-        os.replace(tmp, path)
-    stamp.write_text(recipe)
-    return paths
-
-
-def _render_example(note: int, held: float, length: float, values: dict[str, float]) -> np.ndarray:
-    """``(2, T)`` render of the init preset with ``values`` (raw) at ``note``, peak <= 0.9."""
-    from vitalmatch.data.sampling import SamplerConfig
-    from vitalmatch.synth.params import ParamRegistry
-    from vitalmatch.synth.render import RenderConfig, RenderEngine
-    from vitalmatch.synth.wavetables import WavetableCatalog
-
-    catalog = WavetableCatalog.builtin()
-    registry = ParamRegistry.from_synth(wavetable_names=catalog.names)
-    cont, cat = registry.defaults()
-    pins = {n: v for n, v in SamplerConfig().pins.items() if n in registry}
-    for name, raw in {**pins, **values}.items():
-        kind, col = registry.locate(name)
-        (cont if kind == "continuous" else cat)[col] = registry[name].to_unit(raw)
-    config = RenderConfig(sample_rate=44100, notes=(note,), note_duration_s=held, render_duration_s=length)
-    audio = RenderEngine(registry, [e.table for e in catalog], config).render(cont, cat)[0]
-    peak = float(np.abs(audio).max())
-    return audio * (0.9 / peak) if peak > 0.9 else audio
 
 
 def _safe_stem(path: str | os.PathLike) -> str:
@@ -420,6 +348,8 @@ def build_app(config: DemoConfig = DemoConfig()) -> gradio.Blocks:
     config.check()
     session = _Session(config)
     atexit.register(session.close)
+    from vitalmatch.examples import EXAMPLES, example_sounds
+
     examples = example_sounds()
 
     def match(audio_path, budget_s, tier, progress=gr.Progress()):  # noqa: B008 - how Gradio passes a progress bar
@@ -503,7 +433,12 @@ def serve(config: DemoConfig = DemoConfig(), *, ready: Callable[[str], None] | N
 
     _gradio()  # fail at once when the extra is not installed
     config.check()
-    ensure_start_set(config.start_set_size, workers=config.workers, progress=True)
+    ensure_start_set(
+        config.start_set_size,
+        workers=config.workers,
+        progress=True,
+        notify=lambda message: print(message, file=sys.stderr),
+    )
     app = build_app(config)
     app.queue(default_concurrency_limit=1, max_size=16)
     _, url, _ = app.launch(
@@ -525,19 +460,16 @@ def serve(config: DemoConfig = DemoConfig(), *, ready: Callable[[str], None] | N
     if ready is not None:
         ready(url)
 
-    def stop(signum, frame):
+    def stop(signum: int) -> None:
         raise KeyboardInterrupt
 
     # SIGINT too: a server started in the background inherits an ignored SIGINT
-    signals = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
-    previous = {s: signal.signal(s, stop) for s in signals}
     try:
-        while True:
-            time.sleep(0.5)
+        with signals_caught((signal.SIGINT, signal.SIGTERM), stop):
+            while True:
+                time.sleep(0.5)
     except KeyboardInterrupt:
         print("stopping the demo", file=sys.stderr)
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
         app.close()
         app.vitalmatch_session.close()

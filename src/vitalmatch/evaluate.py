@@ -38,11 +38,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vitalmatch.data.reader import DatasetReader
 from vitalmatch.data.sampling import PresetSampler, SamplerConfig
-from vitalmatch.data.storage import DatasetReader
-from vitalmatch.features import FeatureConfig, log_mel, pooled_log_mel
+from vitalmatch.features import FeatureConfig, log_mel
 from vitalmatch.learn.data import dataset_registry, learnable_registry, training_means
 from vitalmatch.metrics import all_metrics, median_ci
+from vitalmatch.neighbours import NearestNeighbours
 from vitalmatch.synth.activity import activity_masks
 from vitalmatch.synth.params import ParamRegistry
 from vitalmatch.synth.pool import WorkerPool
@@ -182,21 +183,17 @@ def _level(x: np.ndarray) -> np.ndarray:
 
 
 class _NearestNeighbour:
-    """Training examples indexed by coarse log-mels; query -> the closest example's vectors."""
+    """Training examples in a :class:`~vitalmatch.neighbours.NearestNeighbours` index; query ->
+    the closest example's vectors."""
 
     def __init__(self, reader: DatasetReader, rows: np.ndarray, features: FeatureConfig) -> None:
-        self.features = features
-        chunks = []
-        for start in range(0, len(rows), 256):
-            sel = rows[start : start + 256]
-            chunks.append(pooled_log_mel(reader.audio(sel).mean(axis=1), features))
-        self.index = torch.cat(chunks)
+        batches = (reader.audio(rows[s : s + 256]).mean(axis=1) for s in range(0, len(rows), 256))
+        self.index = NearestNeighbours.build(batches, features)
         self.continuous = reader.continuous(rows)
         self.categorical = reader.categorical(rows)
 
     def query(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        q = pooled_log_mel(audio[None], self.features)
-        j = int(torch.cdist(q, self.index, p=1).argmin())
+        j = int(self.index.nearest(audio, 1)[0])
         return self.continuous[j].copy(), self.categorical[j].copy()
 
 
@@ -515,7 +512,8 @@ def format_report(report: dict) -> str:
         if "parameters" in s:
             groups = sorted(next(iter(s["parameters"].values()))["mae_group"])
             lines += [
-                "Parameter diagnostics (MAE of normalised values on active parameters; categorical accuracy):",
+                "Parameter diagnostics "
+                "(MAE of normalised values on active parameters; categorical accuracy):",
                 "",
                 "| method | MAE | " + " | ".join(groups) + " | accuracy |",
                 "|---|---|" + "---|" * len(groups) + "---|",

@@ -16,7 +16,8 @@ import pytest
 from tests.pace import slowdown
 from tests.processes import cli_in_process, default_sigint, run_cli
 from vitalmatch.data.generate import FAULTS_ENV, GenerateConfig, generate
-from vitalmatch.data.storage import DatasetReader, StorageConfig
+from vitalmatch.data.reader import DatasetReader
+from vitalmatch.data.schema import StorageConfig
 from vitalmatch.synth.params import ParamRegistry
 from vitalmatch.synth.render import RenderConfig, RenderEngine
 from vitalmatch.synth.wavetables import WavetableCatalog

@@ -89,3 +89,18 @@ def test_hash_and_split():
     assert split_of(a) == split_of(a)
     with pytest.raises(ValueError, match="fractions"):
         split_of(a, (0.5, 0.5, 0.5))
+
+
+def test_default_ranges_and_pins_come_from_the_registry(registry):
+    """The sub-ranges are written in dB / Hz / seconds through vitalmatch.synth.params; in raw units
+    they are where they always were (volume 4000..6600, cutoff 40..136 semitones)."""
+    from vitalmatch.synth.params import reproducibility_pins, volume_db
+
+    cfg = SamplerConfig()
+    assert cfg.pins == reproducibility_pins()
+    lo, hi = cfg.ranges["volume"]
+    assert volume_db(lo) == pytest.approx(volume_db(4000.0), abs=0.01)
+    assert volume_db(hi) == pytest.approx(volume_db(6600.0), abs=0.02)
+    lo, hi = cfg.ranges["filter_1_cutoff"]
+    assert lo == pytest.approx(40.0, abs=0.01) and registry["filter_1_cutoff"].clamp(hi) == 136.0
+    assert cfg.ranges["env_1_attack"] == (0.0, 1.0) and cfg.ranges["env_1_delay"] == pytest.approx((0.0, 0.6))

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from vitalmatch.data.storage import DatasetReader, DatasetWriter, StorageConfig
+from vitalmatch.data.reader import DatasetReader
+from vitalmatch.data.schema import StorageConfig
 from vitalmatch.data.torch_dataset import VitalDataset
+from vitalmatch.data.writer import DatasetWriter
 
 T, C, K, MEL = 128, 3, 2, (4, 5)
 N = 24

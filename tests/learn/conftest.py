@@ -55,3 +55,14 @@ def edit_checkpoint(tmp_path):
         return dst
 
     return edit
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_dataset, tiny_config, tmp_path_factory):
+    """``last.pt`` of one tiny training epoch on :func:`tiny_dataset` (``best.pt`` lies beside it).
+    Shared: tests that change the run work on a copy of its folder."""
+    from vitalmatch.learn.train import fit
+
+    out = tmp_path_factory.mktemp("learn") / "run"
+    fit(tiny_config(tiny_dataset, out))
+    return out / "last.pt"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vitalmatch.data.storage import DatasetReader
+from vitalmatch.data.reader import DatasetReader
 from vitalmatch.features import FeatureConfig
 from vitalmatch.learn.data import dataset_registry, learnable_registry, load_split
 from vitalmatch.synth.activity import activity_masks

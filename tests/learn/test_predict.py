@@ -6,37 +6,17 @@ import numpy as np
 import pytest
 import torch
 
+from tests.learn.test_checkpoint import WRONG_TYPES
 from tests.vital_app import assert_app_loads
-from vitalmatch.data.storage import DatasetReader
+from vitalmatch.data.reader import DatasetReader
 from vitalmatch.learn.predict import Predictor
-from vitalmatch.learn.train import TrainConfig, fit
 from vitalmatch.outputs import render_wav_path
 from vitalmatch.synth.export import preset_dict
 from vitalmatch.synth.render import RenderConfig, RenderEngine
 
 
-@pytest.fixture(scope="module")
-def run(tiny_dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("predict") / "run"
-    fit(
-        TrainConfig(
-            data=str(tiny_dataset),
-            out=str(out),
-            epochs=1,
-            batch_size=4,
-            n_mels=64,
-            n_fft=1024,
-            hop_length=256,
-            progress=False,
-            logger="none",
-            threads=1,
-        )
-    )
-    return out / "last.pt"
-
-
-def test_prediction_fills_a_whole_preset(run, tiny_dataset):
-    p = Predictor(run)
+def test_prediction_fills_a_whole_preset(tiny_checkpoint, tiny_dataset):
+    p = Predictor(tiny_checkpoint)
     with DatasetReader(tiny_dataset) as r:
         audio = r.audio(0).mean(axis=0)
         full = r.attrs["continuous_names"]
@@ -71,8 +51,8 @@ def test_prediction_fills_a_whole_preset(run, tiny_dataset):
     np.testing.assert_allclose(again[1].continuous, pred.continuous, atol=1e-5)
 
 
-def test_prediction_exports_a_loadable_preset(run):
-    p = Predictor(run)
+def test_prediction_exports_a_loadable_preset(tiny_checkpoint):
+    p = Predictor(tiny_checkpoint)
     catalog = p.wavetables()
     pred = p.predict_audio(np.sin(np.arange(30000) * 0.05).astype(np.float32) * 0.3)
     cfg = RenderConfig(sample_rate=p.sample_rate, notes=(60,), note_duration_s=0.3, render_duration_s=0.5)
@@ -83,7 +63,7 @@ def test_prediction_exports_a_loadable_preset(run):
     assert np.isfinite(audio).all() and audio.shape == (2, cfg.n_samples)
 
 
-def test_predict_cli(run, tmp_path, capsys):
+def test_predict_cli(tiny_checkpoint, tmp_path, capsys):
     import soundfile as sf
     import vita
 
@@ -100,7 +80,7 @@ def test_predict_cli(run, tmp_path, capsys):
         "-o",
         str(tmp_path / "out.vital"),
         "--checkpoint",
-        str(run),
+        str(tiny_checkpoint),
         "--wav",
     )
     assert r.returncode == 0, r.stderr
@@ -118,15 +98,34 @@ def test_predict_cli(run, tmp_path, capsys):
     def _cli(*args):
         return cli_in_process(capsys, *args)
 
-    r = _cli("predict", str(tmp_path / "in.wav"), "-o", str(tmp_path / "out.vital"), "--checkpoint", str(run))
+    r = _cli(
+        "predict",
+        str(tmp_path / "in.wav"),
+        "-o",
+        str(tmp_path / "out.vital"),
+        "--checkpoint",
+        str(tiny_checkpoint),
+    )
     assert r.returncode != 0 and "exists; use --overwrite" in r.stderr
     (tmp_path / "text.wav").write_text("hello, not audio")
-    r = _cli("predict", str(tmp_path / "text.wav"), "-o", str(tmp_path / "t.vital"), "--checkpoint", str(run))
+    r = _cli(
+        "predict",
+        str(tmp_path / "text.wav"),
+        "-o",
+        str(tmp_path / "t.vital"),
+        "--checkpoint",
+        str(tiny_checkpoint),
+    )
     assert r.returncode == 1 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
     assert not (tmp_path / "t.vital").exists()
     sf.write(tmp_path / "silent.wav", np.zeros(48000, dtype=np.float32), 48000)
     r = _cli(
-        "predict", str(tmp_path / "silent.wav"), "-o", str(tmp_path / "t.vital"), "--checkpoint", str(run)
+        "predict",
+        str(tmp_path / "silent.wav"),
+        "-o",
+        str(tmp_path / "t.vital"),
+        "--checkpoint",
+        str(tiny_checkpoint),
     )
     assert r.returncode == 1 and "silent" in r.stderr
     r = _cli(
@@ -160,7 +159,9 @@ def _registry_entry(ckpt: dict, key: str, name: str) -> tuple[dict, dict]:
     return data, entry
 
 
-def test_predict_clamps_a_crafted_registry_to_the_live_synth(run, sound, tmp_path, edit_checkpoint, capsys):
+def test_predict_clamps_a_crafted_registry_to_the_live_synth(
+    tiny_checkpoint, sound, tmp_path, edit_checkpoint, capsys
+):
     """A registry whose ranges crash the engine (chorus_voices 7 with chorus on segfaults, vita-facts
     §4) is never trusted: the values are clamped to the live synth's ranges."""
     import json
@@ -175,7 +176,7 @@ def test_predict_clamps_a_crafted_registry_to_the_live_synth(run, sound, tmp_pat
         names = [d["name"] for d in data["categorical"]]
         ck["fill_categorical"][names.index("chorus_on")] = 1  # not predicted (Tier 1): the fill is used
 
-    crafted = edit_checkpoint(run, crash_ranges)
+    crafted = edit_checkpoint(tiny_checkpoint, crash_ranges)
     out = tmp_path / "crafted.vital"
     r = run_cli("predict", sound, "-o", out, "--checkpoint", crafted, "--wav")
     assert r.returncode not in (-11, 139), "the synth segfaulted in the predict process"
@@ -196,14 +197,14 @@ def test_predict_clamps_a_crafted_registry_to_the_live_synth(run, sound, tmp_pat
         ck["full_registry_json"] = json.dumps(data)
 
     for change in (rename, more_options):
-        bad = edit_checkpoint(run, change, f"{change.__name__}.pt")
+        bad = edit_checkpoint(tiny_checkpoint, change, f"{change.__name__}.pt")
         r = cli_in_process(capsys, "predict", sound, "-o", tmp_path / "x.vital", "--checkpoint", bad)
         assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
         assert r.stderr.startswith("error: ") and "do not match this synth" in r.stderr, r.stderr
         assert not (tmp_path / "x.vital").exists()
 
 
-def test_predict_survives_a_synth_crash(run, sound, tmp_path, edit_checkpoint):
+def test_predict_survives_a_synth_crash(tiny_checkpoint, sound, tmp_path, edit_checkpoint):
     """The render runs in a worker process: a segfault there is one error line, not exit 139.
 
     The crash comes from the checkpoint's wavetables: a component of an unknown type passes every
@@ -220,7 +221,7 @@ def test_predict_survives_a_synth_crash(run, sound, tmp_path, edit_checkpoint):
             entry["hash"] = wavetable_hash(entry["table"])
         ck["wavetables_json"] = json.dumps(catalog)
 
-    crafted = edit_checkpoint(run, bogus_tables)
+    crafted = edit_checkpoint(tiny_checkpoint, bogus_tables)
     out = tmp_path / "crash.vital"
     r = run_cli("predict", sound, "-o", out, "--checkpoint", crafted, "--wav")
     assert r.returncode not in (-11, 139), "the synth segfaulted in the predict process"
@@ -229,7 +230,7 @@ def test_predict_survives_a_synth_crash(run, sound, tmp_path, edit_checkpoint):
     assert not out.exists() and not render_wav_path(out).exists()
 
 
-def test_predict_user_errors_are_one_line_and_exit_1(run, sound, tmp_path, capsys):
+def test_predict_user_errors_are_one_line_and_exit_1(tiny_checkpoint, sound, tmp_path, capsys):
     from tests.processes import cli_in_process
 
     (tmp_path / "taken.vital").write_text("{}")
@@ -240,7 +241,7 @@ def test_predict_user_errors_are_one_line_and_exit_1(run, sound, tmp_path, capsy
         "folder": (sound, tmp_path / "no" / "such" / "c.vital"),
     }
     for want, (src, out) in cases.items():
-        r = cli_in_process(capsys, "predict", src, "-o", out, "--checkpoint", run)
+        r = cli_in_process(capsys, "predict", src, "-o", out, "--checkpoint", tiny_checkpoint)
         assert r.returncode == 1, (want, r.returncode, r.stderr)
         assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1 and want in r.stderr, r.stderr
         assert "Usage:" not in r.stderr + r.stdout
@@ -249,37 +250,29 @@ def test_predict_user_errors_are_one_line_and_exit_1(run, sound, tmp_path, capsy
     src = tmp_path / "x.match.wav"
     src.write_bytes(sound.read_bytes())
     r = cli_in_process(
-        capsys, "predict", src, "-o", tmp_path / "x.vital", "--checkpoint", run, "--wav", "--overwrite"
+        capsys,
+        "predict",
+        src,
+        "-o",
+        tmp_path / "x.vital",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--wav",
+        "--overwrite",
     )
     assert r.returncode == 1 and "is the input" in r.stderr and src.read_bytes() == sound.read_bytes()
 
 
-#: Checkpoint entries of the wrong type, each of which gave a traceback.
-WRONG_TYPES = {
-    "features_str": ("features", "abc"),
-    "features_list": ("features", [1, 2, 3]),
-    "features_field": ("features", {"sample_rate": "fast"}),
-    "mean_str": ("norm_mean", "abc"),
-    "std_list": ("norm_std", [1.0, 2.0]),
-    "std_shape": ("norm_std", torch.ones(3)),
-    "fill_str": ("fill_continuous", "abc"),
-    "frames_str": ("input_frames", "44"),
-    "registry_list": ("registry_json", [1, 2]),
-    "model_config_str": ("model_config", "slim10"),
-}
-
-
 @pytest.mark.parametrize("case", sorted(WRONG_TYPES))
 def test_predict_rejects_checkpoint_entries_of_the_wrong_type(
-    case, run, sound, tmp_path, edit_checkpoint, capsys
+    case, tiny_checkpoint, sound, tmp_path, edit_checkpoint, capsys
 ):
+    """The entries :func:`tests.learn.test_checkpoint.test_load_rejects_entries_of_the_wrong_type`
+    checks: through the CLI each is one error line."""
     from tests.processes import cli_in_process
-    from vitalmatch.learn import checkpoint
 
     key, value = WRONG_TYPES[case]
-    bad = edit_checkpoint(run, lambda ck: ck.update({key: value}))
-    with pytest.raises(ValueError, match=key):
-        checkpoint.load(bad)
+    bad = edit_checkpoint(tiny_checkpoint, lambda ck: ck.update({key: value}))
     r = cli_in_process(capsys, "predict", sound, "-o", tmp_path / "x.vital", "--checkpoint", bad)
     assert r.returncode == 1 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
     assert key in r.stderr

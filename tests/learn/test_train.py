@@ -14,28 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from vitalmatch.config import load_config_file
 from vitalmatch.learn import checkpoint
-from vitalmatch.learn.train import TrainConfig, TrainingInterrupted, fit, load_config_file
+from vitalmatch.learn.config import TrainConfig, TrainingInterrupted
+from vitalmatch.learn.train import fit, lr_at
 from vitalmatch.synth.wavetables import WavetableCatalog
-
-
-def _config(data: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(
-        data=str(data),
-        out=str(out),
-        epochs=2,
-        batch_size=4,
-        warmup_steps=2,
-        n_mels=64,
-        n_fft=1024,
-        hop_length=256,
-        progress=False,
-        logger="none",
-        threads=1,
-        checkpoint_every=1000,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 def _records(out: Path, kind: str) -> list[dict]:
@@ -58,13 +41,44 @@ OVERFIT = dict(
 )
 
 
-def test_loss_falls_when_overfitting_16_examples(tiny_dataset, tmp_path):
-    state = fit(_config(tiny_dataset, tmp_path / "overfit", **OVERFIT))
+def test_loss_falls_when_overfitting_16_examples(tiny_config, tiny_dataset, tmp_path):
+    state = fit(tiny_config(tiny_dataset, tmp_path / "overfit", **OVERFIT))
     train = _records(tmp_path / "overfit", "train")
     first, last = train[0]["loss"], train[-1]["loss"]
     assert state.step == 40 * 4 and last < 0.35 * first, (first, last)
     start = _records(tmp_path / "overfit", "start")[0]
     assert start["train_examples"] == 16 and start["baseline"]["mae"] > 0
+
+
+def test_learning_rate_warms_up_then_decays_to_zero(tiny_config):
+    config = tiny_config("d.h5", "o", lr=1e-3, warmup_steps=4)
+    lrs = [lr_at(s, config, 20) for s in range(21)]
+    assert lrs[:4] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])  # linear warm-up to the peak
+    assert lrs[4] == pytest.approx(1e-3) and lrs[20] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:], strict=False))  # cosine: never rises again
+    assert lrs[12] == pytest.approx(5e-4)  # half way through the decay, half the peak
+    # A run shorter than its warm-up still reaches the peak at its last step.
+    assert lr_at(2, tiny_config("d.h5", "o", lr=1e-3, warmup_steps=200), 4) == pytest.approx(1e-3)
+
+
+def test_train_step_returns_named_losses(tiny_checkpoint, tiny_config, tiny_dataset, tmp_path):
+    """One optimiser step: the named terms, their weighted sum, the lr; the weights change."""
+    from vitalmatch.learn.train import _epoch_order, _setup, train_step
+
+    shutil.copytree(tiny_checkpoint.parent, tmp_path / "run")
+    config = tiny_config(tiny_dataset, tmp_path / "run", epochs=2)  # one more epoch to train
+    run = _setup(config, resume=True, overwrite=False)
+    before = [p.detach().clone() for p in run.params]
+    logs = train_step(run, _epoch_order(config, run.state.epoch, len(run.train)))
+    assert set(logs) == {"loss", "continuous_mse", "categorical_ce", "lr", "grad_norm"}
+    weighted = (
+        config.continuous_weight * logs["continuous_mse"] + config.categorical_weight * logs["categorical_ce"]
+    )
+    assert logs["loss"] == pytest.approx(weighted, rel=1e-5)
+    assert logs["lr"] == lr_at(run.state.step, config, run.total) and logs["grad_norm"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, run.params, strict=True))
+    assert run.state.step == checkpoint.load(tiny_checkpoint)["train"]["state"]["step"]  # not advanced
+    run.logger.close()
 
 
 def _state(path: Path) -> dict:
@@ -76,8 +90,8 @@ def _state(path: Path) -> dict:
     }
 
 
-def test_resume_continues_exactly(tiny_dataset, tmp_path):
-    full = _config(tiny_dataset, tmp_path / "full", epochs=3, max_train_rows=16)
+def test_resume_continues_exactly(tiny_config, tiny_dataset, tmp_path):
+    full = tiny_config(tiny_dataset, tmp_path / "full", epochs=3, max_train_rows=16)
     fit(full)
     parts = replace(full, out=str(tmp_path / "parts"), stop_after=5)
     with pytest.raises(TrainingInterrupted, match="--stop-after 5"):
@@ -95,9 +109,8 @@ def test_resume_continues_exactly(tiny_dataset, tmp_path):
     assert vals_a == vals_b and len(vals_a) == 3
 
 
-def test_checkpoint_predicts_and_holds_the_bundle(tiny_dataset, tmp_path):
-    fit(_config(tiny_dataset, tmp_path / "r", epochs=1))
-    ck = checkpoint.load(tmp_path / "r" / "best.pt")
+def test_checkpoint_predicts_and_holds_the_bundle(tiny_checkpoint):
+    ck = checkpoint.load(tiny_checkpoint.parent / "best.pt")
     model = checkpoint.build_model(ck).eval()
     reg = checkpoint.registry(ck)
     x = torch.zeros(1, 1, 64, int(ck["input_frames"]))
@@ -111,42 +124,37 @@ def test_checkpoint_predicts_and_holds_the_bundle(tiny_dataset, tmp_path):
     assert ck["render_settings"]["sample_rate"] == 22050 and ck["render_settings"]["notes"] == [48, 72]
 
 
-def test_bad_input_gives_clear_errors(tiny_dataset, tiny_audio_only, tmp_path):
+def test_bad_input_gives_clear_errors(tiny_config, tiny_dataset, tiny_checkpoint, tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
-        fit(_config(tmp_path / "missing.h5", tmp_path / "x"))
+        fit(tiny_config(tmp_path / "missing.h5", tmp_path / "x"))
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
-        fit(_config(tiny_dataset, tmp_path / "x", batch_size=0))
-    fit(_config(tiny_dataset, tmp_path / "run", epochs=1))
+        fit(tiny_config(tiny_dataset, tmp_path / "x", batch_size=0))
+    shutil.copytree(tiny_checkpoint.parent, tmp_path / "run")  # a finished run of tiny_config
     with pytest.raises(ValueError, match="already holds a training run"):
-        fit(_config(tiny_dataset, tmp_path / "run", epochs=1))
+        fit(tiny_config(tiny_dataset, tmp_path / "run"))
     with pytest.raises(ValueError, match=r"other settings .*lr differ"):
-        fit(_config(tiny_dataset, tmp_path / "run", epochs=1, lr=0.5), resume=True)
+        fit(tiny_config(tiny_dataset, tmp_path / "run", lr=0.5), resume=True)
     # A corrupt checkpoint.
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "last.pt").write_bytes(os.urandom(2000))
     with pytest.raises(ValueError, match="not a readable checkpoint"):
-        fit(_config(tiny_dataset, tmp_path / "bad"), resume=True)
+        fit(tiny_config(tiny_dataset, tmp_path / "bad"), resume=True)
     # A checkpoint of something else.
     torch.save({"weights": torch.zeros(3)}, tmp_path / "bad" / "last.pt")
     with pytest.raises(ValueError, match="not a vitalmatch checkpoint"):
-        fit(_config(tiny_dataset, tmp_path / "bad"), resume=True)
-    # Weights that do not fit the model configuration.
-    ck = checkpoint.load(tmp_path / "run" / "last.pt")
-    ck["model_config"]["arch"] = "resnet18"
-    with pytest.raises(ValueError, match="do not fit"):
-        checkpoint.build_model(ck)
+        fit(tiny_config(tiny_dataset, tmp_path / "bad"), resume=True)
     # A dataset file that is not HDF5.
     junk = tmp_path / "junk.h5"
     junk.write_text("not a dataset")
     with pytest.raises(ValueError, match="not an HDF5 file"):
-        fit(_config(junk, tmp_path / "y"))
+        fit(tiny_config(junk, tmp_path / "y"))
     # Config files: unknown keys and wrong types.
     (tmp_path / "c.toml").write_text("lr = 'fast'\n")
     with pytest.raises(ValueError, match="lr must be float"):
-        load_config_file(tmp_path / "c.toml")
+        load_config_file(tmp_path / "c.toml", TrainConfig)
     (tmp_path / "d.toml").write_text("learning_rate = 0.1\n")
     with pytest.raises(ValueError, match="unknown setting"):
-        load_config_file(tmp_path / "d.toml")
+        load_config_file(tmp_path / "d.toml", TrainConfig)
 
 
 def _cli(*args, env=None, timeout=600):
@@ -227,9 +235,9 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 @needs_cuda
-def test_cuda_bf16_run_learns_and_its_checkpoint_runs_on_the_cpu(tiny_dataset, tmp_path):
+def test_cuda_bf16_run_learns_and_its_checkpoint_runs_on_the_cpu(tiny_config, tiny_dataset, tmp_path):
     out = tmp_path / "gpu"
-    fit(_config(tiny_dataset, out, device="cuda", **OVERFIT))  # amp "auto": bf16 autocast on CUDA
+    fit(tiny_config(tiny_dataset, out, device="cuda", **OVERFIT))  # amp "auto": bf16 autocast on CUDA
     assert _records(out, "start")[0]["device"] == "cuda:0"
     train = _records(out, "train")
     assert train[-1]["loss"] < 0.35 * train[0]["loss"], (train[0]["loss"], train[-1]["loss"])
@@ -256,16 +264,16 @@ def test_more_processes_than_gpus_is_a_clear_error(tiny_dataset, tmp_path):
     assert want in r.stderr, r.stderr[-3000:]
 
 
-def test_early_stopping_and_accumulation(tiny_dataset, tmp_path):
+def test_early_stopping_and_accumulation(tiny_config, tiny_dataset, tmp_path):
     # A frozen trunk and a vanishing learning rate: the validation loss cannot improve.
-    cfg = _config(tiny_dataset, tmp_path / "es", epochs=6, freeze=5, lr=1e-12, patience=2, max_train_rows=16)
+    cfg = tiny_config(
+        tiny_dataset, tmp_path / "es", epochs=6, freeze=5, lr=1e-12, patience=2, max_train_rows=16
+    )
     state = fit(cfg)
     assert state.epoch == 3 and state.stop_reason.startswith("early stop")
     assert [r["best"] for r in _records(tmp_path / "es", "val")] == [True, False, False]
     # Two micro-batches of 2 per optimiser step: 16 examples make 4 steps.
-    acc = fit(
-        _config(tiny_dataset, tmp_path / "acc", epochs=1, batch_size=2, accum_steps=2, max_train_rows=16)
-    )
+    acc = fit(tiny_config(tiny_dataset, tmp_path / "acc", batch_size=2, accum_steps=2, max_train_rows=16))
     assert acc.step == 16 // 4
 
 
@@ -278,10 +286,10 @@ def _strict_json(line: str):
     return json.loads(line, parse_constant=refuse)
 
 
-def test_metrics_jsonl_is_strict_json(tiny_dataset, tmp_path):
+def test_metrics_jsonl_is_strict_json(tiny_config, tiny_dataset, tmp_path):
     # One validation example: most parameters are inactive in it, so their MAE is NaN.
     out = tmp_path / "m"
-    fit(_config(tiny_dataset, out, epochs=1, max_train_rows=8, max_val_rows=1))
+    fit(tiny_config(tiny_dataset, out, max_train_rows=8, max_val_rows=1))
     lines = (out / "metrics.jsonl").read_text().splitlines()
     records = [_strict_json(line) for line in lines]
     assert [r["kind"] for r in records][-2:] == ["val", "end"]
@@ -291,9 +299,9 @@ def test_metrics_jsonl_is_strict_json(tiny_dataset, tmp_path):
     assert _records(out, "val")[0]["loss"] == val["loss"]  # the readers keep working
 
 
-def test_a_run_shorter_than_one_epoch_writes_best(tiny_dataset, tmp_path):
+def test_a_run_shorter_than_one_epoch_writes_best(tiny_config, tiny_dataset, tmp_path):
     out = tmp_path / "short"
-    state = fit(_config(tiny_dataset, out, epochs=1, max_steps=2))  # 5 steps per epoch
+    state = fit(tiny_config(tiny_dataset, out, max_steps=2))  # 5 steps per epoch
     assert state.step == 2 and state.epoch == 0
     assert (out / "best.pt").is_file()
     best = checkpoint.load(out / "best.pt")

@@ -139,7 +139,9 @@ from vitalmatch.synth.render import RenderConfig, RenderEngine
 from vitalmatch.synth.wavetables import WavetableCatalog
 catalog = WavetableCatalog.builtin()
 cfg = RenderConfig(sample_rate=22050, notes=(48, 67), note_duration_s=0.4, render_duration_s=0.8)
-engine = RenderEngine(ParamRegistry.from_synth(wavetable_names=catalog.names), [e.table for e in catalog], cfg)
+engine = RenderEngine(
+    ParamRegistry.from_synth(wavetable_names=catalog.names), [e.table for e in catalog], cfg
+)
 engine.load_preset_dict(json.loads(open(sys.argv[1]).read()))
 np.save(sys.argv[2], np.stack([engine.render_note(n) for n in cfg.notes]))
 open(sys.argv[3], "w").write(json.dumps(json.loads(engine.to_json())["settings"]))

@@ -12,7 +12,13 @@ from vitalmatch.synth.params import (
     VIEW_ONLY,
     ParamRegistry,
     check_tier,
+    envelope_time_raw,
+    hz_of_semitones,
+    is_modulation_slot,
+    is_view_only,
     module_of,
+    reproducibility_pins,
+    semitones_of_hz,
     volume_db,
     volume_raw,
 )
@@ -159,3 +165,32 @@ def test_volume_in_decibels(registry):
     assert np.array_equal(np.delete(louder, j), np.delete(cont, j)) and louder is not cont
     top = registry.with_output_gain(cont, 40.0)  # clamped to the control's +6.02 dB
     assert spec.from_unit(float(top[j])) == pytest.approx(spec.max)
+
+
+def test_flags_of_the_registry(registry):
+    """The Vital facts other modules ask the registry for instead of keeping copies."""
+    assert [s.name for s in registry.specs if s.load_only] == ["oversampling"]
+    assert {s.name for s in registry.specs if s.needs_load} == {"oversampling"} | {
+        f"osc_{i}_wavetable" for i in (1, 2, 3)
+    }
+    assert {s.name for s in registry.specs if s.pitch} == {
+        f"osc_{i}_{p}" for i in (1, 2, 3) for p in ("transpose", "tune")
+    }
+    pins = reproducibility_pins()
+    assert {s.name for s in registry.specs if s.pinned} == set(pins)
+    assert pins == {f"osc_{i}_{p}": 0.0 for i in (1, 2, 3) for p in ("random_phase", "transpose_quantize")}
+    pins["osc_1_random_phase"] = 1.0
+    assert reproducibility_pins()["osc_1_random_phase"] == 0.0  # a fresh dict each time
+    cont, cat = registry.from_raw(reproducibility_pins())
+    assert cont[registry.locate("osc_1_random_phase")[1]] == 0.0
+    assert all(is_view_only(n) for n in VIEW_ONLY) and not is_view_only("osc_1_level")
+    assert not any(is_view_only(s.name) or is_modulation_slot(s.name) for s in registry.specs)
+    assert is_modulation_slot("modulation_12_amount") and not is_modulation_slot("osc_1_level")
+
+
+def test_display_unit_helpers(registry):
+    assert semitones_of_hz(440.0) == pytest.approx(69.0)  # A4 is MIDI 69
+    assert hz_of_semitones(semitones_of_hz(1234.5)) == pytest.approx(1234.5)
+    assert hz_of_semitones(registry["filter_1_cutoff"].max) == pytest.approx(21096, abs=1)
+    assert envelope_time_raw(1.0) == 1.0 and envelope_time_raw(0.1296) == pytest.approx(0.6)
+    assert envelope_time_raw(-1.0) == 0.0

@@ -1,8 +1,8 @@
 """Dataset generation: sample presets, render them in crash-isolated workers, store them in HDF5.
 
 Stage: generate. Input: a :class:`GenerateConfig`. Output: one HDF5 file (schema in
-:mod:`vitalmatch.data.storage`) with one row per accepted render (preset x note) and the
-registry, wavetable catalog, seed and every setting as attributes.
+:mod:`vitalmatch.data.schema`, written by :mod:`vitalmatch.data.writer`) with one row per accepted
+render (preset x note) and the registry, wavetable catalog, seed and every setting as attributes.
 
 Flow: :class:`~vitalmatch.data.sampling.PresetSampler` yields presets in stream order ->
 :class:`~vitalmatch.synth.pool.WorkerPool` renders them, one :class:`RenderEngine` per worker
@@ -25,12 +25,9 @@ a refused run leaves no new file behind and never touches an existing one.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import signal
-import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -41,8 +38,10 @@ import numpy as np
 
 from vitalmatch import __version__
 from vitalmatch.data.sampling import PresetSampler, SamplerConfig, preset_hash, split_of
-from vitalmatch.data.storage import DatasetWriter, StorageConfig
+from vitalmatch.data.schema import StorageConfig
 from vitalmatch.data.validation import ValidationConfig, check_audio
+from vitalmatch.data.writer import DatasetWriter
+from vitalmatch.interrupts import sigint_deferred
 from vitalmatch.synth.params import ParamRegistry, check_tier
 from vitalmatch.synth.pool import WorkerPool
 from vitalmatch.synth.render import RenderConfig, RenderEngine
@@ -179,7 +178,7 @@ def _is_midi_note(n: Any) -> bool:
     """A whole number in 0..127 (``60`` or ``60.0``; not ``60.9``, which would render as 60)."""
     if isinstance(n, bool) or not isinstance(n, int | float | np.integer | np.floating):
         return False
-    return float(n).is_integer() and 0 <= n <= 127
+    return bool(float(n).is_integer() and 0 <= n <= 127)
 
 
 def load_catalog(path: Path | None) -> WavetableCatalog:
@@ -229,11 +228,9 @@ def _init_worker(
 
 def _inject_fault(index: int) -> None:
     kind = _FAULTS.get(index)
+    assert _ENGINE is not None
     if kind == "crash":
-        handles = _ENGINE.synth.get_controls()
-        handles["chorus_on"].set(1.0)
-        handles["chorus_voices"].set(7.0)  # unclamped on purpose
-        _ENGINE.synth.render(60, 0.7, 0.1, 0.2)
+        _ENGINE.crash()
     elif kind == "hang":
         time.sleep(3600)
 
@@ -256,7 +253,7 @@ def _render_task(
     if _FEATURES is not None and good:
         from vitalmatch.features import log_mel
 
-        block = log_mel(np.stack([kept[i] for i in good]), _FEATURES).numpy().astype(np.float16)
+        block = log_mel(np.stack([audio[i] for i in good]), _FEATURES).numpy().astype(np.float16)
         for i, m in zip(good, block, strict=True):
             mels[i] = m
     return index, kept, reasons, mels
@@ -357,7 +354,6 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     since_commit = 0
     streak = 0  # presets in a row without a kept one (rejected or failed), in this run
     streak_reasons: Counter[str] = Counter()  # why: render rejections, and "failed" presets
-    sigint = _DeferredInterrupt().install()
     try:
         with WorkerPool(
             config.workers,
@@ -375,7 +371,9 @@ def generate(config: GenerateConfig) -> GenerateSummary:
             for result in pool.map(_render_task, tasks()):
                 if kept >= config.n_presets:
                     break
-                with sigint.critical():  # rows, counters and the commit change together
+                # rows, counters and the commit change together: a Ctrl-C waits for the block (while
+                # waiting for renders it raises at once), so --resume can never store a preset twice
+                with sigint_deferred():
                     preset = pending.pop(start + result.index)
                     kept_before = kept
                     if result.status != "ok":
@@ -442,10 +440,9 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        with sigint.critical(reraise=False):
+        with sigint_deferred(deliver=False):
             writer.commit(_progress(kept, next_preset, rows, rejections, failed, n_failed))
             writer.close()
-        sigint.uninstall()
         if bar is not None:
             bar.close()
     summary = GenerateSummary(
@@ -456,48 +453,6 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     if streak >= config.give_up_after:
         raise GenerationStalled(summary, streak, streak_reasons, config.validation)
     return summary
-
-
-class _DeferredInterrupt:
-    """SIGINT for the main loop: raised at once while waiting for renders, but deferred to the end
-    of a :meth:`critical` section, so that appended rows, the counters and the committed stream
-    position always change together (a Ctrl-C can never make ``--resume`` store a preset twice).
-    Installed only in the main thread and only where SIGINT has Python's default handler."""
-
-    def __init__(self) -> None:
-        self._in_critical = False
-        self._pending = False
-        self._old: Any = None
-
-    def install(self) -> _DeferredInterrupt:
-        if (
-            threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        ):
-            self._old = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def uninstall(self) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            self._old = None
-
-    def _handler(self, signum, frame) -> None:
-        if self._in_critical:
-            self._pending = True
-        else:
-            raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def critical(self, reraise: bool = True):
-        self._in_critical = True
-        try:
-            yield
-        finally:
-            self._in_critical = False
-            if self._pending and reraise:
-                self._pending = False
-                raise KeyboardInterrupt
 
 
 class GenerationInterrupted(Exception):

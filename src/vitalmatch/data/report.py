@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalmatch.data.storage import DatasetReader, audio_bytes_per_row
+from vitalmatch.data.reader import DatasetReader, audio_bytes_per_row
 from vitalmatch.synth.params import ParamRegistry
 
 COVERAGE_BINS = 10
@@ -88,8 +88,10 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"{report['path']}  (schema {report['schema_version']}, {report['created_by']})",
         f"tier {report['tier']}, seed {report['seed']}, {report['sample_rate']} Hz, "
-        f"{report['render_duration_s']} s renders, notes {report['notes']} held {report['note_duration_s']} s",
-        f"rows {report['rows']} from {report.get('presets', 0)} presets; file {report['file_bytes'] / 1e6:.1f} MB, "
+        f"{report['render_duration_s']} s renders, notes {report['notes']} "
+        f"held {report['note_duration_s']} s",
+        f"rows {report['rows']} from {report.get('presets', 0)} presets; "
+        f"file {report['file_bytes'] / 1e6:.1f} MB, "
         f"audio {report['audio_bytes_per_row'] / 1e3:.1f} kB per row",
         f"parameters: {report['parameters']['continuous']} continuous, {report['parameters']['categorical']} "
         f"categorical; wavetables in catalog: {report['wavetables']}",

@@ -13,8 +13,9 @@ uninterrupted run would have seen.
 Heuristic constraints keep most presets audible (vita-facts §4: 70% of uniform-random presets
 are silent): sub-ranges for levels, volume, filter cutoff and envelope times; oscillator
 destinations limited to the ones that reach the output when the effects are off; at least one
-oscillator on. ``pins`` fix values for reproducibility: ``osc_N_random_phase = 0`` makes every
-render bit-identical (vita-facts §6) and is stored with the preset like any other value.
+oscillator on. ``pins`` fix values for reproducibility
+(:func:`vitalmatch.synth.params.reproducibility_pins`: ``osc_N_random_phase = 0`` makes every
+render bit-identical, vita-facts §6) and are stored with the preset like any other value.
 """
 
 from __future__ import annotations
@@ -25,16 +26,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vitalmatch.synth.params import ParamRegistry, check_tier
+from vitalmatch.synth.params import (
+    ParamRegistry,
+    check_tier,
+    envelope_time_raw,
+    reproducibility_pins,
+    semitones_of_hz,
+    volume_raw,
+)
 
 
 def _tier1_ranges() -> dict[str, tuple[float, float]]:
     """Sub-ranges in *raw* units for Tier-1 continuous parameters (the rest use their full range)."""
     ranges: dict[str, tuple[float, float]] = {
-        "volume": (4000.0, 6600.0),  # about -17 dB .. +1.5 dB; the init preset is 5473 (-6 dB)
-        "filter_1_cutoff": (40.0, 136.0),  # semitones; below ~40 (82 Hz) most filters mute
-        "env_1_attack": (0.0, 1.0),  # quartic: raw^4 s, so at most 1 s
-        "env_1_delay": (0.0, 0.6),  # at most 0.13 s of silence before the note
+        "volume": (volume_raw(-16.75), volume_raw(1.25)),  # dB; the init preset is at -6 dB
+        # below ~82 Hz (E2) most filters mute; the top is clamped to the control's (136 = 21.1 kHz)
+        "filter_1_cutoff": (semitones_of_hz(82.41), semitones_of_hz(21_100.0)),
+        "env_1_attack": (0.0, envelope_time_raw(1.0)),  # seconds
+        "env_1_delay": (0.0, envelope_time_raw(0.1296)),  # seconds of silence before the note
     }
     for osc in (1, 2):
         ranges[f"osc_{osc}_level"] = (0.4, 1.0)
@@ -57,13 +66,6 @@ def _tier1_weights() -> dict[str, dict[int, float]]:
     return weights
 
 
-def _default_pins() -> dict[str, float]:
-    pins = {f"osc_{osc}_random_phase": 0.0 for osc in (1, 2, 3)}
-    # Only matters with modulated transposition, which Tiers 1-2 do not have.
-    pins.update({f"osc_{osc}_transpose_quantize": 0.0 for osc in (1, 2, 3)})
-    return pins
-
-
 @dataclass
 class SamplerConfig:
     """How random presets are drawn.
@@ -83,7 +85,7 @@ class SamplerConfig:
     block_size: int = 256
     ranges: dict[str, tuple[float, float]] = field(default_factory=_tier1_ranges)
     weights: dict[str, dict[int, float]] = field(default_factory=_tier1_weights)
-    pins: dict[str, float] = field(default_factory=_default_pins)
+    pins: dict[str, float] = field(default_factory=reproducibility_pins)
     min_oscillators_on: int = 1
 
 

@@ -1,6 +1,6 @@
 """Torch view of a dataset file: one row per item, for training.
 
-Stage: data (loading). Input: a dataset file written by :mod:`vitalmatch.data.storage`.
+Stage: data (loading). Input: a dataset file written by :mod:`vitalmatch.data.writer`.
 Output: items ``{"audio": (channels, T) float32, "continuous": (C,) float32,
 "categorical": (K,) int64, "midi_note": () int64, ["log_mel": (n_mels, frames) float32]}``.
 
@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vitalmatch.data.storage import SPLITS, DatasetReader
+from vitalmatch.data.reader import DatasetReader
+from vitalmatch.data.schema import SPLITS
 
 # Readers inherited through fork: kept referenced so that the child never closes (touches) the
 # parent's HDF5 handle; they go away with the worker process.

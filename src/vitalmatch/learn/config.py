@@ -2,15 +2,13 @@
 
 Stage: learn (configuration). :class:`TrainConfig` is what ``vitalmatch train`` builds from its
 flags and an optional flat TOML file; it lives apart from :mod:`vitalmatch.learn.train` so that the
-command line can list the options without importing torch.
+command line can list the options without importing torch. Its ``--config`` file is read by
+:func:`vitalmatch.config.load_config_file`, as every stage's is.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 
@@ -161,35 +159,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
-        """Build from a flat dict (a TOML file's or a checkpoint's), type-checked per field."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(fields))
-        if unknown:
-            raise ValueError(f"{source}: unknown setting(s) {', '.join(unknown)}")
-        kw = {}
-        for k, v in values.items():
-            kind = type(getattr(cls(), k))
-            if kind is float and isinstance(v, int) and not isinstance(v, bool):
-                v = float(v)
-            if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
-                raise ValueError(f"{source}: {k} must be {kind.__name__}, got {v!r}")
-            kw[k] = v
-        return cls(**kw)
+        """Build from a flat dict (a TOML file's or a checkpoint's), type-checked per field
+        (:func:`vitalmatch.config.from_dict`)."""
+        from vitalmatch.config import from_dict
 
-
-def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Settings from a flat TOML file (keys = :class:`TrainConfig` fields)."""
-    import tomllib
-
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"config file {p} does not exist")
-    try:
-        data = tomllib.loads(p.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"config file {p} is not valid TOML ({e})") from None
-    TrainConfig.from_dict(data, source=str(p))  # type-check early
-    return data
+        return from_dict(cls, values, source=source)
 
 
 class TrainingInterrupted(Exception):

@@ -1,6 +1,6 @@
 """Training data: a dataset split as in-memory tensors of log-mels, targets and loss masks.
 
-Stage: learn (loading). Input: a dataset file of :mod:`vitalmatch.data.storage`. Output: a
+Stage: learn (loading). Input: a dataset file of :mod:`vitalmatch.data.writer`. Output: a
 :class:`SplitData` with
 
 * ``mels`` ``(N, n_mels, frames)`` float16 log-mels (not yet normalised): read from the file when
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vitalmatch.data.storage import DatasetReader
+from vitalmatch.data.reader import DatasetReader
 from vitalmatch.features import FeatureConfig, log_mel
 from vitalmatch.synth.activity import activity_masks
 from vitalmatch.synth.params import ParamRegistry

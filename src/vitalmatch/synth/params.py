@@ -11,7 +11,7 @@ Only this module knows Vital's value ranges. Everything else in vitalmatch sees
 * categorical values as indices ``0 .. n_options - 1`` with ``raw = min + index``.
 
 ``vita``'s own ``set_normalized`` is never used: it is broken for the 30 Exponential controls
-(shared/docs/vita-facts.md §2.2).
+(docs/vita-facts.md §2.2).
 
 Classification (vita-facts §2.1):
 
@@ -38,8 +38,28 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-#: Controls with no audible effect that only set what Vital's editor shows.
+#: Controls with no audible effect that only set what Vital's editor shows (kept out of the
+#: registry and of parameter tables: :func:`is_view_only`).
 VIEW_ONLY = ("osc_1_view_2d", "osc_2_view_2d", "osc_3_view_2d", "view_spectrogram")
+
+#: Controls that take effect only when a preset is loaded, not when set (vita-facts §2.2:
+#: ``oversampling``). Wavetable choices also need a load (:attr:`ParamSpec.needs_load`).
+LOAD_ONLY = frozenset({"oversampling"})
+
+#: Pitch offsets of the oscillators: ``osc_N_transpose`` (whole semitones, -48..48) and
+#: ``osc_N_tune`` (-1..1 semitone).
+PITCH = frozenset([f"osc_{i}_transpose" for i in (1, 2, 3)] + [f"osc_{i}_tune" for i in (1, 2, 3)])
+
+#: Reproducibility pins, raw values: ``osc_N_random_phase = 0`` makes renders bit-identical
+#: (vita-facts §6); ``osc_N_transpose_quantize = 0`` only matters with modulated transposition,
+#: which Tiers 1-2 do not have. Sampled and starting presets carry them; searches leave them alone.
+_PINS = {f"osc_{i}_random_phase": 0.0 for i in (1, 2, 3)} | {
+    f"osc_{i}_transpose_quantize": 0.0 for i in (1, 2, 3)
+}
+
+#: Frequency in Hz of MIDI note 0 (Vital's ``kMidi0Frequency``): controls in semitones (filter
+#: cutoffs) count from it.
+_MIDI0_HZ = 8.1757989156
 
 #: Modules of Tier 1 (plus the wavetable choice of oscillators 1-2, which live in osc_1/osc_2).
 TIER1_MODULES = ("osc_1", "osc_2", "filter_1", "env_1", "volume")
@@ -54,6 +74,21 @@ _MODULE_RE = re.compile(
 
 CONTINUOUS = "continuous"
 CATEGORICAL = "categorical"
+
+
+def reproducibility_pins() -> dict[str, float]:
+    """``{name: raw}`` of the reproducibility pins (a fresh dict; see ``_PINS``)."""
+    return dict(_PINS)
+
+
+def is_view_only(name: str) -> bool:
+    """True for the controls that only set what Vital's editor shows (:data:`VIEW_ONLY`)."""
+    return name in VIEW_ONLY
+
+
+def is_modulation_slot(name: str) -> bool:
+    """True for the 320 ``modulation_N_*`` slot controls (Tier 3, outside the registry)."""
+    return module_of(name).startswith("modulation_")
 
 
 def module_of(name: str) -> str:
@@ -141,6 +176,27 @@ class ParamSpec:
         u = min(max(float(value), 0.0), 1.0) if np.isfinite(value) else self.to_unit(self.default)
         return self.clamp(self.min + u * self.span)
 
+    @property
+    def load_only(self) -> bool:
+        """The control acts only when a preset is loaded (:data:`LOAD_ONLY`)."""
+        return self.name in LOAD_ONLY
+
+    @property
+    def needs_load(self) -> bool:
+        """Changing it needs a full preset load: a load-only control or a wavetable choice (which
+        is written into the preset JSON, not set)."""
+        return self.load_only or not self.control
+
+    @property
+    def pitch(self) -> bool:
+        """An oscillator pitch offset (:data:`PITCH`)."""
+        return self.name in PITCH
+
+    @property
+    def pinned(self) -> bool:
+        """Fixed for reproducibility (:func:`reproducibility_pins`)."""
+        return self.name in _PINS
+
     def option_name(self, index: int) -> str:
         """Name of option ``index`` of a categorical."""
         return self.options[index] if 0 <= index < len(self.options) else str(index)
@@ -180,7 +236,7 @@ class ParamRegistry:
         continuous: list[ParamSpec] = []
         categorical: list[ParamSpec] = []
         for name in sorted(synth.get_controls()):
-            if name in VIEW_ONLY or module_of(name).startswith("modulation_"):
+            if is_view_only(name) or is_modulation_slot(name):
                 continue
             d = synth.get_control_details(name)
             scale = str(d.scale).split(".")[-1]
@@ -368,6 +424,23 @@ def volume_db(raw: float) -> float:
 def volume_raw(db: float) -> float:
     """Inverse of :func:`volume_db` (-80 dB and below: raw 0; the caller clamps the top)."""
     return max(float(db) + 80.0, 0.0) ** 2
+
+
+def semitones_of_hz(hz: float) -> float:
+    """Raw value of a Vital control in semitones (``filter_N_cutoff``: MIDI notes, 8 .. 136) for a
+    frequency in Hz: ``12 log2(hz / 8.1758)``, so 440 Hz is 69."""
+    return 12.0 * float(np.log2(float(hz) / _MIDI0_HZ))
+
+
+def hz_of_semitones(semitones: float) -> float:
+    """Inverse of :func:`semitones_of_hz`: the frequency in Hz of a raw value in semitones."""
+    return _MIDI0_HZ * 2.0 ** (float(semitones) / 12.0)
+
+
+def envelope_time_raw(seconds: float) -> float:
+    """Raw value of an envelope time control (``env_N_attack`` / ``decay`` / ``release`` /
+    ``delay`` / ``hold``, Quartic scale: Vital shows ``raw**4`` seconds) for ``seconds``."""
+    return max(float(seconds), 0.0) ** 0.25
 
 
 def check_tier(tier: int) -> int:

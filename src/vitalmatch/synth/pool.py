@@ -27,8 +27,9 @@ that dies while no task is running (it segfaults in its initializer, or at exit 
 ``max_tasks`` recycling, e.g. in the C++ destructor after an out-of-range value corrupted memory)
 makes pebble raise ``BrokenProcessPool("All workers expired")``: every pending task is aborted and
 the pool is dead. Both cases were reproduced with pebble 5.2.3 (``max_workers=1``,
-``max_tasks=3``); ``test_worker_dying_outside_a_task_loses_nothing`` checks them here. Crash and timeout detection also polls every 0.1 s, and a
-timed-out worker gets SIGTERM and up to 3 s of grace while the pool's manager thread waits.
+``max_tasks=3``); ``test_worker_dying_outside_a_task_loses_nothing`` checks them here. Crash and
+timeout detection also polls every 0.1 s, and a timed-out worker gets SIGTERM and up to 3 s of
+grace while the pool's manager thread waits.
 This pool has none of these problems. Measured overhead on a 2-core machine: 0.05–0.13 ms
 per trivial task; ~0.4 ms per 2 s vita render (pooled / in-process throughput 0.97 with one
 worker; 0.99 for 50 ms CPU-bound tasks).
@@ -140,7 +141,7 @@ def _worker_main(conn: Connection) -> None:
             return  # the parent closed the pipe (close, recycling) or died
         try:
             fn, item = pickle.loads(data)
-            message = ("ok", fn(item))
+            message: tuple = ("ok", fn(item))
         except Exception as exc:
             message = ("error", _one_line(exc), traceback_module.format_exc())
         if not _send(conn, message):
@@ -249,7 +250,7 @@ class WorkerPool:
         self.init_timeout_s = None if init_timeout_s is None else float(init_timeout_s)
         self.max_tasks_per_worker = max_tasks_per_worker
         self.window = window if window is not None else 4 * workers
-        self._ctx = get_context(start_method)
+        self._ctx: Any = get_context(start_method)  # typeshed's BaseContext lacks Process
         self._workers: list[_Worker] = []
         self._retiring: list[tuple[BaseProcess, float]] = []  # (process, kill-after time)
         self._init_failures = 0  # consecutive initializer failures, reset when a worker gets ready
@@ -457,7 +458,9 @@ class _Run:
         self.fn = fn
         self.items = items
         self.counter = itertools.count()
-        self.pending: collections.deque[tuple[int, bytes]] = collections.deque()  # pulled, not sent
+        self.pending: collections.deque[tuple[int, bytes | memoryview]] = (
+            collections.deque()
+        )  # pulled, not sent
         self.pulled = 0
         self._consumed = 0
         self.exhausted = False

@@ -1,4 +1,5 @@
-"""Matching end to end: the real CLI, the real synth, a built-in starting set rendered on first use."""
+"""The match command end to end (:mod:`vitalmatch.match.batch` under the real CLI): one file or a
+folder of them, the real synth, the session's built-in starting set."""
 
 from __future__ import annotations
 
@@ -13,33 +14,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.pace import slowdown
+from tests.match.common import run_match as _run
 from tests.processes import default_sigint
-from tests.sounds import START_SET, render_vital, write_audible_wavs
+from tests.sounds import START_SET, render_vital
 from tests.vital_app import assert_app_loads
 from vitalmatch.outputs import render_wav_path
 from vitalmatch.synth.export import read_vital
-
-
-@pytest.fixture(scope="session")
-def sounds(tmp_path_factory, registry, catalog):
-    """Two synthetic target sounds (random Tier-1 presets at MIDI 57, 1.2 s) as WAV files."""
-    folder = tmp_path_factory.mktemp("sounds")
-    return write_audible_wavs(
-        registry, catalog, folder, ["sound0.wav", "sound1.wav"], seed=11, note_s=0.6, render_s=1.2
-    )
-
-
-def _run(args, cache, **kw):
-    env = {**os.environ, "VITALMATCH_CACHE": str(cache)}
-    return subprocess.run(
-        [sys.executable, "-m", "vitalmatch", "match", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        **kw,
-    )
 
 
 def test_match_without_checkpoint_end_to_end(match_cache, sounds, tmp_path):
@@ -134,35 +114,6 @@ def test_bad_input_gives_one_line(match_cache, tmp_path, make, message):
     assert not (tmp_path / "o.vital").exists()
 
 
-def test_matcher_with_a_checkpoint_uses_the_prediction_unless_given_a_start(
-    match_cache, sounds, tiny_eval_checkpoint, monkeypatch
-):
-    """With a checkpoint the prediction is a candidate; ``match_audio(start=...)`` searches from the
-    given preset instead (on a sound made by it, the start is already at the floor) and consults
-    neither the starting set nor the network."""
-    from vitalmatch.match import MatchConfig, Matcher
-    from vitalmatch.refine import final_task
-
-    monkeypatch.setenv("VITALMATCH_CACHE", str(match_cache))
-    pace = slowdown()
-    with Matcher(MatchConfig(budget_s=5, start_set_size=START_SET), tiny_eval_checkpoint) as matcher:
-        result = matcher.match_file(sounds[1])
-        far = np.argmax([np.abs(c - matcher._init_vectors[0]).sum() for c in matcher.starts.continuous])
-        given = matcher._from_start_set(int(far))
-        (res,) = matcher.pool.map(final_task, [(*given, 57, 0.6, 1.2, 44100)])
-        from_given = matcher.match_audio(res.value[0].mean(axis=0), 57, 0.6, start=given)
-    assert "prediction" in result.candidates and np.isfinite(result.candidates["prediction"])
-    assert len(result.candidates) == 1 + 6 + 1  # init, nearest starting presets, prediction
-    assert result.distance <= result.distance_start and result.distance <= result.distance_init
-    assert result.seconds < 5 + 10 * pace  # the budget plus analysis and the final renders
-    assert result.render.shape == (2, int(np.float32(result.render_s) * 44100))
-
-    assert set(from_given.candidates) == {"init", "given"}
-    assert from_given.start == "given"
-    assert from_given.distance_start < 0.05 * from_given.distance_init
-    assert from_given.distance <= from_given.distance_start
-
-
 def test_the_render_never_replaces_the_input(match_cache, sounds, tmp_path):
     """``match s.wav -o s.vital --wav --overwrite`` used to write the render over s.wav."""
     src = tmp_path / "s.wav"
@@ -243,16 +194,27 @@ def test_a_float_file_far_above_full_scale_is_matched(match_cache, tmp_path):
         assert_app_loads(out)
 
 
-def test_a_first_start_set_build_is_announced_with_its_time(tmp_path, monkeypatch, capsys):
-    """Even without progress bars: a large --start-set used to start an hours-long build silently."""
-    from vitalmatch.match import ensure_start_set
-
-    monkeypatch.setenv("VITALMATCH_CACHE", str(tmp_path))
-    starts = ensure_start_set(2, workers=1, progress=False)
-    err = capsys.readouterr().err
-    assert re.search(
-        r"building the built-in starting set \(2 presets x 5 notes, once; about \d+ min on 1 workers\)", err
+def test_the_built_in_example_is_the_main_job(match_cache, tmp_path):
+    """``vitalmatch match --example pad -o pad.vital``: the README's first command, no audio needed."""
+    out = tmp_path / "pad.vital"
+    r = _run(
+        ["--example", "pad", "-o", out, "--max-evals", "12", "--start-set", START_SET, "--no-progress"],
+        match_cache,
     )
-    assert len(starts) >= 2
-    ensure_start_set(2, workers=1, progress=False)  # cached: nothing to say
-    assert "building" not in capsys.readouterr().err
+    assert r.returncode == 0, r.stderr
+    assert "MIDI 57" in r.stdout and f"wrote {out}" in r.stdout  # the pad example plays A3 (220 Hz)
+    assert read_vital(out)["preset_name"] == "pad"
+    assert_app_loads(out)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--example", "kazoo"], "no example sound 'kazoo'; choose from pluck, pad, bass"),
+        ([], "give one sound: an INPUT file or folder, or --example NAME"),
+        (["some.wav", "--example", "pad"], "give one sound: an INPUT file or folder, or --example NAME"),
+    ],
+)
+def test_example_choice_errors(match_cache, tmp_path, args, message):
+    r = _run([*args, "-o", tmp_path / "o.vital", "--no-progress"], match_cache)
+    assert r.returncode == 1 and r.stderr.strip() == f"error: {message}"

@@ -2,7 +2,7 @@
 
 Stage: match. Input: an audio file (any format :func:`vitalmatch.audio.load_audio` reads), or mono
 samples. Output: :class:`MatchResult` -- the preset (Vital JSON as the synth writes it), its
-full-quality render ``(T,)`` at 44.1 kHz, and the distances before and after refinement.
+full-quality render ``(2, T)`` at 44.1 kHz, and the distances before and after refinement.
 
 Steps (:meth:`Matcher.match_file`):
 
@@ -10,20 +10,16 @@ Steps (:meth:`Matcher.match_file`):
    (:func:`vitalmatch.audio.prepare`); the match is played at that note, held that long, for the
    clip's length (0.25-10 s);
 2. starting candidates: the init preset, the ``start_candidates`` nearest presets of the built-in
-   starting set (:class:`StartSet`, coarse log-mels at the stored note nearest the target's), and
-   with a checkpoint the network's prediction; all are rendered at the target's note and the one
-   with the lowest search loss is the start;
-3. refinement with the synth in the loop (:func:`vitalmatch.refine.refine`) on the rest of the
+   starting set (:class:`~vitalmatch.match.start_set.StartSet`, coarse log-mels at the stored note
+   nearest the target's), and with a checkpoint the network's prediction; all are rendered at the
+   target's note and the one with the lowest search loss is the start;
+3. refinement with the synth in the loop (:func:`vitalmatch.search.refine`) on the rest of the
    time budget;
 4. a full-quality render (fresh synth, 44.1 kHz, the whole clip) of the init preset, the start,
    the refined preset and the search's runner-up best points (:attr:`Refinement.elites`: the
    search's reused synth can rank near-equal points differently from a fresh one); the closest by
    :func:`vitalmatch.metrics.multiscale_mel_l1` that is not silent is kept, so the result is never
    worse than the start (nor than the init preset).
-
-The built-in starting set is rendered by the project itself on first use (:func:`ensure_start_set`,
-~2 minutes on 2 cores for 256 presets) with the dataset pipeline (:func:`vitalmatch.data.generate`)
-into ``$VITALMATCH_CACHE`` (default ``~/.cache/vitalmatch``), then reused.
 """
 
 from __future__ import annotations
@@ -39,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vitalmatch.refine import (
+from vitalmatch.match.start_set import check_start_set_size, ensure_start_set
+from vitalmatch.search import (
     Budget,
     RefineConfig,
     Refinement,
@@ -50,19 +47,6 @@ from vitalmatch.refine import (
 )
 from vitalmatch.synth.params import ParamRegistry
 
-#: Notes the built-in starting set is rendered at.
-START_NOTES = (36, 48, 60, 72, 84)
-#: Bumped whenever the starting set's recipe changes (old cache files are then rebuilt).
-START_SET_VERSION = 1
-#: Seed of the starting set's presets (not the dataset default, so they differ from data/*.h5).
-START_SET_SEED = 20260
-#: Largest starting set ``match`` builds (about 75 min on 2 workers at :data:`START_SET_RATE`); a
-#: larger one is a dataset: make it with ``vitalmatch generate``.
-MAX_START_SET = 10_000
-#: Starting-set presets rendered per second per worker (5 notes each at 22.05 kHz): 256 presets took
-#: 118 s on the 2-core development machine (README, Matching). Used only for the estimate printed
-#: before a build.
-START_SET_RATE = 1.1
 #: Longest search budget accepted (a day); past it, a budget is a typo or ``inf``.
 MAX_BUDGET_S = 86_400.0
 
@@ -90,8 +74,8 @@ class MatchConfig:
             ``"neighbour"`` (nearest presets of the starting set) or ``"prediction"`` (the network).
         envelope_weight: weight of the loudness-contour term of the search loss.
         match_level: score candidates at their best output level and set ``volume`` to it
-            (:attr:`vitalmatch.refine.SearchTarget.match_level`).
-        sigma0, popsize, seed: CMA-ES settings (see :class:`vitalmatch.refine.RefineConfig`).
+            (:attr:`vitalmatch.search.SearchTarget.match_level`).
+        sigma0, popsize, seed: CMA-ES settings (see :class:`vitalmatch.search.RefineConfig`).
     """
 
     tier: int = 1
@@ -200,155 +184,6 @@ class MatchResult:
     prepared: object = None
 
 
-# ------------------------------------------------------------------------------------ starting set
-def cache_dir() -> Path:
-    """Where built-in artefacts live: ``$VITALMATCH_CACHE`` or ``~/.cache/vitalmatch``."""
-    return Path(os.environ.get("VITALMATCH_CACHE") or Path.home() / ".cache" / "vitalmatch")
-
-
-def _nn_features(audio: np.ndarray, sample_rate: int):
-    """``(B, T)`` audio -> ``(B, D)`` level-normalised coarse log-mels for nearest neighbours."""
-    from vitalmatch.features import FeatureConfig, pooled_log_mel
-
-    x = np.asarray(audio, np.float32)
-    rms = np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=-1, keepdims=True))
-    x = (x * (0.1 / np.maximum(rms, 1e-6))).astype(np.float32)
-    return pooled_log_mel(x, FeatureConfig(sample_rate=sample_rate, n_fft=1024, hop_length=256, n_mels=64))
-
-
-class StartSet:
-    """The built-in starting set: random Tier-1 presets rendered at :data:`START_NOTES`, indexed by
-    coarse log-mels of their first ``window_s`` seconds (state: the index arrays).
-
-    Args:
-        path: the HDF5 dataset written by :func:`ensure_start_set`.
-    """
-
-    window_s = 1.0
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        from vitalmatch.data.storage import DatasetReader
-        from vitalmatch.synth.wavetables import WavetableCatalog
-
-        self.path = Path(path)
-        index = self.path.with_suffix(".index.npz")
-        with DatasetReader(self.path) as reader:
-            self.sample_rate = int(reader.sample_rate)
-            self.registry = ParamRegistry.from_json(reader.attrs["registry_json"])
-            self.catalog = WavetableCatalog.from_json_data(json.loads(reader.blob("wavetables").decode()))
-            self.notes = reader.metadata("midi_note").astype(int)
-            self.names = [str(n) for n in reader.metadata("preset_name")]
-            self.continuous = reader.continuous(np.arange(len(reader)))
-            self.categorical = reader.categorical(np.arange(len(reader)))
-            n = int(self.window_s * self.sample_rate)
-            if index.is_file():
-                self.features = np.load(index)["features"]
-            else:
-                chunks = [
-                    _nn_features(
-                        reader.audio(np.arange(s, min(len(reader), s + 128))).mean(axis=1)[:, :n],
-                        self.sample_rate,
-                    )
-                    for s in range(0, len(reader), 128)
-                ]
-                self.features = np.concatenate([c.numpy() for c in chunks]).astype(np.float32)
-                tmp = index.with_name(index.name + ".tmp.npz")
-                np.savez(tmp, features=self.features)
-                os.replace(tmp, index)
-
-    def __len__(self) -> int:
-        return len(self.notes)
-
-    def nearest(self, audio: np.ndarray, sample_rate: int, note: int, k: int) -> list[int]:
-        """Rows of the ``k`` presets closest to ``audio`` (mono ``(T,)``) at the stored note
-        nearest ``note``."""
-        import soxr
-        import torch
-
-        if len(self) == 0 or k <= 0:
-            return []
-        x = np.asarray(audio, np.float32)
-        if sample_rate != self.sample_rate:
-            x = soxr.resample(x, sample_rate, self.sample_rate).astype(np.float32)
-        n = int(self.window_s * self.sample_rate)
-        q = np.zeros(n, np.float32)
-        q[: min(n, len(x))] = x[:n]
-        stored = np.unique(self.notes)
-        near = int(stored[np.argmin(np.abs(stored - note))])
-        rows = np.flatnonzero(self.notes == near)
-        d = torch.cdist(_nn_features(q[None], self.sample_rate), torch.from_numpy(self.features[rows]), p=1)[
-            0
-        ]
-        return [int(rows[j]) for j in torch.argsort(d)[:k]]
-
-
-def start_set_path(size: int) -> Path:
-    """Cache file of the starting set of ``size`` presets (depends on the recipe and vita)."""
-    from vitalmatch.synth.params import _vita_version  # renders change with the synth version
-
-    key = hashlib.sha256(
-        f"{START_SET_VERSION}:{size}:{START_SET_SEED}:{_vita_version()}".encode()
-    ).hexdigest()
-    return cache_dir() / f"starts-t1-n{size}-{key[:10]}.h5"
-
-
-def check_start_set_size(size: int) -> None:
-    """Raise ValueError (one line) unless ``0 <= size <=`` :data:`MAX_START_SET`."""
-    if not 0 <= size <= MAX_START_SET:
-        raise ValueError(
-            f"--start-set must be in 0..{MAX_START_SET}, got {size} (a larger set of presets is a dataset: "
-            "build it with vitalmatch generate)"
-        )
-
-
-def ensure_start_set(size: int, *, workers: int = 2, progress: bool = True) -> StartSet | None:
-    """The starting set of ``size`` presets, rendered now if not cached (resumes a partial file).
-
-    Renders at 22.05 kHz, a 1 s note in a 1.5 s render, at :data:`START_NOTES`, through the
-    dataset pipeline (silent / clipping presets are rejected there). Returns None for ``size=0``.
-    """
-    if size <= 0:
-        return None
-    from vitalmatch.data.generate import GenerateConfig, generate
-    from vitalmatch.synth.render import RenderConfig
-
-    path = start_set_path(size)
-    done = path.with_suffix(".done")
-    if not done.is_file():
-        import click
-
-        check_start_set_size(size)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        minutes = size / (START_SET_RATE * max(workers, 1)) / 60
-        # Said whatever --progress is: a first build can take long, and it is cached for later runs.
-        click.echo(
-            f"building the built-in starting set ({size} presets x {len(START_NOTES)} notes, once; "
-            f"about {minutes:.0f} min on {workers} workers) in {path.parent}",
-            err=True,
-        )
-        config = GenerateConfig(
-            output=path,
-            n_presets=size,
-            tier=1,
-            seed=START_SET_SEED,
-            workers=workers,
-            render=RenderConfig(
-                sample_rate=22050,
-                notes=START_NOTES,
-                note_duration_s=1.0,
-                render_duration_s=1.5,
-                reproducible=False,
-            ),
-            resume=path.exists(),
-            progress=progress,
-            commit_every=16,
-        )
-        generate(config)
-        done.write_text(json.dumps({"size": size, "created": time.time()}))
-    return StartSet(path)
-
-
-# ------------------------------------------------------------------------------------ matcher
 def _union_catalog(primary, extra):
     """Catalog with ``primary``'s tables first (their indices unchanged), then ``extra``'s others."""
     from vitalmatch.synth.wavetables import WavetableCatalog
@@ -369,15 +204,22 @@ class Matcher:
     Args:
         config: match settings.
         checkpoint: a training run's ``best.pt`` / ``last.pt`` (None: start set and init only).
-        progress: show progress bars (stderr).
+        progress: show the starting set's build progress bar (stderr), if it is built now.
+        notify: called with a one-line message when the starting set is built now (see
+            :func:`~vitalmatch.match.start_set.ensure_start_set`).
     """
 
     def __init__(
-        self, config: MatchConfig = MatchConfig(), checkpoint=None, *, progress: bool = False
+        self,
+        config: MatchConfig = MatchConfig(),
+        checkpoint=None,
+        *,
+        progress: bool = False,
+        notify: Callable[[str], None] | None = None,
     ) -> None:
         import torch
 
-        from vitalmatch.refine import init_worker
+        from vitalmatch.search import init_worker
         from vitalmatch.synth.pool import WorkerPool
         from vitalmatch.synth.wavetables import WavetableCatalog
 
@@ -392,7 +234,9 @@ class Matcher:
 
             self.predictor = Predictor(checkpoint)
             ckpt_catalog = self.predictor.wavetables()
-        self.starts = ensure_start_set(config.start_set_size, workers=config.workers, progress=progress)
+        self.starts = ensure_start_set(
+            config.start_set_size, workers=config.workers, progress=progress, notify=notify
+        )
         self.catalog = _union_catalog(
             ckpt_catalog, self.starts.catalog if self.starts else WavetableCatalog.builtin()
         )
@@ -426,15 +270,10 @@ class Matcher:
 
     # -- pieces -------------------------------------------------------------------------------
     def _init_preset(self) -> tuple[np.ndarray, np.ndarray]:
-        """Vital's init preset with the sampler's reproducibility pins (random phase 0)."""
-        from vitalmatch.data.sampling import SamplerConfig
+        """Vital's init preset with the reproducibility pins (random phase 0)."""
+        from vitalmatch.synth.params import reproducibility_pins
 
-        cont, cat = self.registry.defaults()
-        for name, raw in SamplerConfig().pins.items():
-            if name in self.registry:
-                kind, col = self.registry.locate(name)
-                (cont if kind == "continuous" else cat)[col] = self.registry[name].to_unit(raw)
-        return cont.astype(np.float32), cat.astype(np.int32)
+        return self.registry.from_raw(reproducibility_pins())
 
     def _from_start_set(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """A starting-set row's vectors with its wavetable indices mapped to this catalog."""
@@ -464,6 +303,10 @@ class Matcher:
         progress: Callable[[int, float, float], None] | None = None,
     ) -> MatchResult:
         """Match an audio file (see the module docstring).
+
+        Args:
+            name, author: the preset's name (default: the file's stem) and author.
+            progress: called as ``progress(evaluations, seconds, best_loss)`` during the search.
 
         Raises:
             vitalmatch.audio.AudioError: the file is missing, not audio, silent or too short.
@@ -507,22 +350,28 @@ class Matcher:
         author: str = "vitalmatch",
         comments: str = "",
         progress: Callable[[int, float, float], None] | None = None,
-        t0: float | None = None,
-        snapshots: tuple[tuple[str, float], ...] = (),
+        on_batch: Callable[[int, float, tuple[np.ndarray, np.ndarray, float]], None] | None = None,
         start: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> MatchResult:
         """Match mono ``target`` ``(T,)`` at ``config.sample_rate`` played at MIDI ``note`` held
         ``note_s`` seconds (the render lasts ``T`` samples).
 
-        ``start``: full vectors ``(continuous (C,), categorical (K,))`` of a given starting preset;
-        the search then starts from it (not from the starting set or the network), and the init
-        preset is still a fallback at the end."""
+        Args:
+            name, author, comments: the preset's text fields.
+            progress: called as ``progress(evaluations, seconds, best_loss)`` during the search
+                (seconds since this call began: the budget includes choosing the start).
+            on_batch: called as ``on_batch(evaluations, seconds, (continuous, categorical, loss))``
+                with the search's best point after each batch (:func:`vitalmatch.search.refine`).
+            start: full vectors ``(continuous (C,), categorical (K,))`` of a given starting
+                preset; the search then starts from it (not from the starting set or the
+                network), and the init preset is still a fallback at the end.
+        """
         import soxr
 
         from vitalmatch.metrics import multiscale_mel_l1
 
         cfg = self.config
-        t0 = time.perf_counter() if t0 is None else t0
+        t0 = time.perf_counter()
         budget = Budget(cfg.budget_s, cfg.max_evals, start=t0)
         target = np.asarray(target, np.float32).reshape(-1)
         render_s = len(target) / cfg.sample_rate
@@ -588,7 +437,7 @@ class Matcher:
                 start_loss=chosen.loss,
                 progress=progress,
                 budget=budget,
-                snapshots=snapshots,
+                on_batch=on_batch,
             )
             best = (refinement.continuous, refinement.categorical)
             interrupted = refinement.stopped_by == "interrupt"

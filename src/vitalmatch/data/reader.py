@@ -1,0 +1,306 @@
+"""The dataset reader: numpy access to the committed rows of a dataset file.
+
+Stage: data (loading). Input: a dataset file of :mod:`vitalmatch.data.writer`, in the layout of
+:mod:`vitalmatch.data.schema`, also one whose writer was killed or is still writing. Output:
+float32 audio ``(channels, T)`` per row in [-full_scale, full_scale], unit-range continuous
+parameters, categorical option indices, optional log-mels, metadata columns, the progress dict
+and the root attributes, as numpy arrays (the torch view is :mod:`vitalmatch.data.torch_dataset`).
+
+A killed file is read at its last commit through the journal's page overlay
+(:mod:`vitalmatch.data.journal`); the reader never writes, so it does not repair the file (the
+next :meth:`DatasetWriter.resume` does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from vitalmatch.data.journal import (
+    JournaledFile,
+    journal_path,
+    journal_stamp,
+    looks_like_hdf5,
+    read_file_id,
+    read_journal,
+)
+from vitalmatch.data.schema import (
+    AUDIO,
+    BLOBS,
+    BOOK,
+    CATEGORICAL,
+    CONTINUOUS,
+    LOG_MEL,
+    METADATA_COLUMNS,
+    PCM16_MAX,
+    SPLITS,
+    STRING_COLUMNS,
+    check_schema,
+    decode_attr,
+    first_line,
+    read_attrs,
+    read_progress,
+)
+
+
+class DatasetReader:
+    """Numpy access to the committed rows of a dataset file (no torch).
+
+    Index arguments (``idx``) are an int (one row, no batch axis), a slice, or a sequence /
+    array of row numbers or a boolean mask (batch axis first, in the order given).
+
+    A file whose writer was killed is read at its last commit, also before it is resumed.
+    A reader may be opened while another process writes (``open``, read, ``close``): it sees
+    the last commit, retrying if a commit lands while it opens. If a commit lands later, while
+    it is still open, the next read raises ``ValueError`` (reopen to see the new rows), since
+    the writer may have rewritten bytes that the reader's HDF5 caches point to.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        """Open ``path``; ``ValueError`` (one line) if it is missing or not a readable dataset."""
+        self.path = Path(path)
+        self._h5: h5py.File | None = None
+        self._fd: int | None = None
+        if not self.path.exists():
+            raise ValueError(f"{self.path}: no such file")
+        if self.path.is_dir():
+            raise ValueError(f"{self.path} is a directory, not a dataset file")
+        last_error: Exception | None = None
+        for _ in range(50):
+            stamp = journal_stamp(self.path)
+            try:
+                self._open(stamp)
+                if journal_stamp(self.path) == stamp:
+                    return
+            except ValueError:
+                if journal_stamp(self.path) == stamp:
+                    self._close_handles()
+                    raise
+                last_error = None
+            except Exception as e:  # torn by a concurrent commit, or really damaged: check which
+                if journal_stamp(self.path) == stamp:
+                    self._close_handles()
+                    raise ValueError(f"{self.path}: cannot read the dataset ({first_line(e)})") from None
+                last_error = e
+            self._close_handles()
+            time.sleep(0.01)
+        raise ValueError(f"{self.path}: the file kept changing while opening it ({last_error})")
+
+    def _open(self, stamp) -> None:
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        except OSError as e:
+            raise ValueError(f"{self.path}: cannot open ({e.strerror})") from None
+        file_id = read_file_id(self._fd)
+        journal = read_journal(journal_path(self.path)) if stamp is not None and file_id else None
+        if journal is not None and journal[0] == file_id:
+            fobj = JournaledFile(self._fd, journal[1], journal[2], writable=False)
+            self._h5 = h5py.File(fobj, "r")
+        else:
+            if not looks_like_hdf5(self._fd):
+                raise ValueError(f"{self.path} is not an HDF5 file")
+            os.close(self._fd)
+            self._fd = None
+            try:
+                self._h5 = h5py.File(self.path, "r", locking=False)
+            except OSError as e:
+                raise ValueError(f"{self.path}: HDF5 cannot open it ({first_line(e)})") from None
+        self._stamp = stamp
+        f = self._h5
+        check_schema(f, self.path)
+        self._n = int(f[BOOK].attrs["n_rows"])
+        self._progress = read_progress(f[BOOK])
+        self.attrs: dict[str, Any] = read_attrs(f)
+        a = f[AUDIO]
+        self.audio_format: str = decode_attr(a.attrs["format"])
+        self.channels: str = decode_attr(a.attrs["channels"])
+        self.sample_rate: int = int(a.attrs["sample_rate"])
+        self.full_scale: float = float(a.attrs["full_scale"])
+        self.audio_length: int = int(a.shape[2])
+        self.has_log_mel: bool = LOG_MEL in f
+        for name in [AUDIO, CONTINUOUS, CATEGORICAL] + [f"metadata/{k}" for k in METADATA_COLUMNS]:
+            if name not in f or f[name].shape[0] < self._n:
+                raise ValueError(f"{self.path}: column {name} is missing or shorter than {self._n} rows")
+        self._audio = self._open_audio(f)
+
+    def _open_audio(self, f: h5py.File) -> h5py.Dataset:
+        """Open the audio with a chunk cache that holds two chunks (one row reads a chunk)."""
+        ds = f[AUDIO]
+        chunk_bytes = math.prod(ds.chunks) * ds.dtype.itemsize
+        if chunk_bytes * 2 <= (1 << 20):
+            return ds
+        dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+        dapl.set_chunk_cache(521, min(2 * chunk_bytes, 1 << 30), 1.0)
+        return h5py.Dataset(h5py.h5d.open(f.id, AUDIO.encode(), dapl=dapl))
+
+    # -- access -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._n
+
+    def audio(self, idx) -> np.ndarray:
+        """float32 audio, ``(channels, T)`` for an int, ``(B, channels, T)`` otherwise; pcm16
+        is scaled back to ``[-full_scale, full_scale]`` (quantisation step full_scale / 32767)."""
+        x = self._read(self._audio, idx)
+        if self.audio_format == "pcm16":
+            return x.astype(np.float32) * np.float32(self.full_scale / PCM16_MAX)
+        return x.astype(np.float32, copy=False)
+
+    def continuous(self, idx) -> np.ndarray:
+        """float32 unit-range parameters, ``(C,)`` or ``(B, C)``."""
+        return self._read(self.h5[CONTINUOUS], idx)
+
+    def categorical(self, idx) -> np.ndarray:
+        """int32 option indices, ``(K,)`` or ``(B, K)``."""
+        return self._read(self.h5[CATEGORICAL], idx)
+
+    def log_mel(self, idx) -> np.ndarray:
+        """float32 log-mel spectrogram(s), ``(n_mels, frames)`` or ``(B, n_mels, frames)``."""
+        if not self.has_log_mel:
+            raise ValueError(f"{self.path} stores no log-mels (it was generated without them)")
+        return self._read(self.h5[LOG_MEL], idx).astype(np.float32)
+
+    def metadata(self, name: str, idx=None) -> np.ndarray:
+        """Metadata column ``name``: all ``(N,)`` rows, or the rows ``idx`` selects.
+
+        Text columns (source, preset_hash, preset_name, split) come back as numpy str arrays.
+        """
+        if name not in METADATA_COLUMNS:
+            raise KeyError(f"no metadata column {name!r}; columns: {', '.join(METADATA_COLUMNS)}")
+        col = self._read(self.h5[f"metadata/{name}"], slice(None) if idx is None else idx)
+        if name in STRING_COLUMNS:
+            return np.char.decode(col, "utf-8")
+        return col
+
+    def split_indices(self, split: str) -> np.ndarray:
+        """Sorted int64 row numbers of one split ("train", "val" or "test")."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        column = self._read(self.h5["metadata/split"], slice(None))
+        return np.flatnonzero(column == split.encode()).astype(np.int64)
+
+    def progress(self) -> dict:
+        """The progress dict of the last commit (``{}`` right after creation)."""
+        return dict(self._progress)
+
+    def blob(self, name: str) -> bytes:
+        """Bytes stored with :meth:`DatasetWriter.write_blob`; ``KeyError`` if absent."""
+        key = f"{BLOBS}/{name}"
+        if key not in self.h5:
+            raise KeyError(f"{self.path} has no blob {name!r}")
+        return self._guarded(lambda: self.h5[key][()]).tobytes()
+
+    @property
+    def h5(self) -> h5py.File:
+        """The open HDF5 file; ValueError once the reader is closed."""
+        if self._h5 is None:
+            raise ValueError(f"{self.path}: the reader is closed")
+        return self._h5
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        self._close_handles()
+
+    def __enter__(self) -> DatasetReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._close_handles()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _close_handles(self) -> None:
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _stale(self) -> bool:
+        """True when a writer has committed since this reader opened (see the class docstring)."""
+        return self._stamp is not None and journal_stamp(self.path) != self._stamp
+
+    def _guarded(self, read):
+        """Run ``read()``; its result counts only if no commit happened meanwhile (a seqlock).
+
+        A commit landing during the read may make HDF5 fail (a torn chunk) or return wrong
+        bytes; both are turned into the same ``ValueError`` asking to reopen.
+        """
+        try:
+            out = read()
+        except Exception:
+            if self._stale():
+                raise self._stale_error() from None
+            raise
+        if self._stale():
+            raise self._stale_error()
+        return out
+
+    def _stale_error(self) -> ValueError:
+        return ValueError(
+            f"{self.path} was committed to by its writer while open; reopen it to read the new state"
+        )
+
+    def _read(self, ds: h5py.Dataset, idx) -> np.ndarray:
+        """Rows ``idx`` of ``ds`` (first axis), limited to the committed rows."""
+        return self._guarded(lambda: self._select(ds, idx))
+
+    def _select(self, ds: h5py.Dataset, idx) -> np.ndarray:
+        if self._h5 is None:
+            raise ValueError(f"{self.path}: the reader is closed")
+        n = self._n
+        if isinstance(idx, int | np.integer) and not isinstance(idx, bool):
+            i = int(idx)
+            if not -n <= i < n:
+                raise IndexError(f"row {i} out of range for {n} rows")
+            out = ds[i % n]
+        elif isinstance(idx, slice):
+            start, stop, step = idx.indices(n)
+            out = ds[start:stop] if step == 1 else self._take(ds, np.arange(start, stop, step))
+        else:
+            rows = np.asarray(idx)
+            if rows.dtype == bool:
+                if rows.shape != (n,):
+                    raise IndexError(f"a boolean mask must have shape ({n},), got {rows.shape}")
+                rows = np.flatnonzero(rows)
+            elif rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
+                raise IndexError("index must be an int, a slice, a 1-D array of ints or a boolean mask")
+            rows = rows.astype(np.int64)
+            if rows.size and (rows.min() < -n or rows.max() >= n):
+                raise IndexError(f"row index out of range for {n} rows")
+            out = self._take(ds, rows % n if n else rows)
+        return out
+
+    @staticmethod
+    def _take(ds: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
+        """Rows in any order, with repeats; h5py wants increasing unique indices."""
+        if rows.size == 0:
+            return np.zeros((0, *ds.shape[1:]), dtype=ds.dtype)
+        uniq, inverse = np.unique(rows, return_inverse=True)
+        contiguous = uniq[-1] - uniq[0] + 1 == uniq.size  # one hyperslab instead of a point list
+        block = ds[int(uniq[0]) : int(uniq[-1]) + 1] if contiguous else ds[uniq]
+        return block[inverse.reshape(-1)]
+
+
+def audio_bytes_per_row(path: str | os.PathLike) -> float:
+    """Stored (compressed) bytes of ``audio/waveforms`` per row, from HDF5's storage size.
+
+    Raises ``ValueError`` for a file with no rows.
+    """
+    with DatasetReader(path) as ds:
+        n = len(ds)
+        if n == 0:
+            raise ValueError(f"{path} has no rows")
+        return ds._audio.id.get_storage_size() / n

@@ -1,0 +1,120 @@
+"""Search budget and bookkeeping: what a search may still spend, and the best it has found.
+
+Stage: refine (parent side). Input: a time budget in seconds and an optional number of candidate
+evaluations; batches of candidates evaluated by the workers (:func:`vitalmatch.search.worker.evaluate_batch`).
+Output: the best point so far, the loss curve, the failure count and the remembered runner-ups
+that :func:`vitalmatch.search.refine` turns into a :class:`~vitalmatch.search.Refinement`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from vitalmatch.search.loss import SearchTarget
+from vitalmatch.search.worker import evaluate_batch
+from vitalmatch.synth.params import ParamRegistry
+from vitalmatch.synth.pool import WorkerPool
+
+#: Best points a search remembers for the final choice (see :attr:`Refinement.elites`).
+ELITES = 4
+
+
+class Budget:
+    """Time and evaluation budget shared by the phases of a search.
+
+    Args:
+        seconds: wall-clock seconds from ``start``.
+        max_evals: candidate evaluations at most (None: only the time budget).
+        start: ``time.perf_counter()`` the budget counts from (default: now).
+    """
+
+    def __init__(self, seconds: float, max_evals: int | None, start: float | None = None) -> None:
+        self.t0 = time.perf_counter() if start is None else start
+        self.deadline = self.t0 + seconds
+        self.max_evals = max_evals
+        self.evals = 0
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the budget started."""
+        return time.perf_counter() - self.t0
+
+    @property
+    def remaining_s(self) -> float:
+        """Seconds left (negative once spent)."""
+        return self.deadline - time.perf_counter()
+
+    def evals_left(self) -> int:
+        """Evaluations left (a large number without ``max_evals``)."""
+        return 1 << 30 if self.max_evals is None else max(0, self.max_evals - self.evals)
+
+    def spent(self) -> str | None:
+        """``"budget"`` (time) or ``"evals"`` once either is used up, else None."""
+        if self.remaining_s <= 0:
+            return "budget"
+        if self.evals_left() <= 0:
+            return "evals"
+        return None
+
+
+class Search:
+    """Bookkeeping of one :func:`vitalmatch.search.refine` call (best point, curve, penalties).
+
+    Args:
+        pool: a pool started with :func:`vitalmatch.search.worker.init_worker`.
+        registry: the full registry the vectors follow.
+        target: the sound to match.
+        budget: the budget the phases share.
+        progress: called as ``progress(evaluations, seconds, best_loss)`` after each batch.
+        on_batch: called as ``on_batch(evaluations, seconds, (continuous, categorical, loss))``
+            with the best point so far after each batch (once there is one).
+    """
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        registry: ParamRegistry,
+        target: SearchTarget,
+        budget: Budget,
+        progress: Callable[[int, float, float], None] | None,
+        on_batch: Callable[[int, float, tuple[np.ndarray, np.ndarray, float]], None] | None = None,
+    ) -> None:
+        self.pool, self.registry, self.target = pool, registry, target
+        self.budget, self.progress, self.on_batch = budget, progress, on_batch
+        self.best: tuple[float, np.ndarray, np.ndarray] | None = None
+        self.worst = 0.0
+        self.failures = 0
+        self.curve: list[tuple[int, float, float]] = []
+        self.elites: list[tuple[float, np.ndarray, np.ndarray]] = []  # newest last
+
+    def remember(self) -> None:
+        """Add the best point to the elites (the last :data:`ELITES` bests)."""
+        if self.best is not None and (not self.elites or self.elites[-1] is not self.best):
+            self.elites = [*self.elites, self.best][-ELITES:]
+
+    def run(self, candidates: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Evaluate, update the best, and return losses ``(n,)`` with failures replaced by a
+        penalty worse than any loss seen."""
+        losses, gains, failed = evaluate_batch(self.pool, candidates, self.target)
+        self.budget.evals += len(candidates)
+        self.failures += failed
+        finite = losses[np.isfinite(losses)]
+        if len(finite):
+            self.worst = max(self.worst, float(finite.max()))
+            j = int(np.nanargmin(losses))
+            if self.best is None or losses[j] < self.best[0]:
+                cont = self.registry.with_output_gain(candidates[j][0], gains[j])  # a copy
+                self.best = (float(losses[j]), cont, candidates[j][1].copy())
+                self.remember()
+        losses = np.where(np.isfinite(losses), losses, self.worst + 1.0 + abs(self.worst))
+        best = self.best[0] if self.best else math.inf
+        if self.on_batch is not None and self.best is not None:
+            self.on_batch(self.budget.evals, self.budget.elapsed, (self.best[1], self.best[2], self.best[0]))
+        self.curve.append((self.budget.evals, self.budget.elapsed, best))
+        if self.progress is not None:
+            self.progress(self.budget.evals, self.budget.elapsed, best)
+        return losses

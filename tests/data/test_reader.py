@@ -1,0 +1,137 @@
+"""Tests of vitalmatch.data.reader on real HDF5 files: every column reads back as written, index
+forms, errors, reading while a writer commits, and the audio bytes per row."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.data.dataset_rows import T, create, progress_at, rows
+from vitalmatch.data.reader import DatasetReader, audio_bytes_per_row
+from vitalmatch.data.schema import StorageConfig
+from vitalmatch.data.writer import DatasetWriter
+
+
+@pytest.mark.parametrize("channels", ["stereo", "mono"])
+@pytest.mark.parametrize("fmt", ["pcm16", "float16", "float32"])
+def test_round_trip_of_every_column(tmp_path, fmt, channels):
+    full_scale = 2.0
+    path = tmp_path / "d.h5"
+    storage = StorageConfig(audio_format=fmt, channels=channels, chunk_rows=4, full_scale=full_scale)
+    data = rows(0, 11, scale=2.0)
+    with create(path, storage) as w:
+        w.append(**rows(0, 5, scale=2.0))
+        w.commit(progress_at(5))
+        w.append(**rows(5, 11, scale=2.0))
+        w.commit(progress_at(11))
+        assert w.n_rows == 11
+    want = data["audio"] if channels == "stereo" else data["audio"].mean(axis=1, keepdims=True)
+    with DatasetReader(path) as r:
+        assert len(r) == 11 and r.progress() == progress_at(11)
+        got = r.audio(slice(None))
+        assert got.dtype == np.float32 and got.shape == want.shape
+        if fmt == "pcm16":
+            assert np.abs(got - want).max() <= full_scale / 32767
+        elif fmt == "float16":
+            np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+        else:
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(r.audio(3), got[3])
+        np.testing.assert_array_equal(r.audio([7, 2, 7]), got[[7, 2, 7]])
+        np.testing.assert_array_equal(r.continuous(slice(None)), data["continuous"])
+        np.testing.assert_array_equal(r.categorical(slice(None)), data["categorical"])
+        assert r.categorical(0).dtype == np.int32
+        np.testing.assert_allclose(r.log_mel(slice(None)), data["log_mel"], rtol=1e-3)
+        for name in ("midi_note", "tier", "preset_index", "source", "preset_hash", "split"):
+            np.testing.assert_array_equal(r.metadata(name), np.array(data[name]), err_msg=name)
+        names = r.metadata("preset_name")
+        assert names.dtype.kind == "U"
+        for got_name, want_name in zip(names, data["preset_name"], strict=True):
+            assert len(got_name.encode()) <= 80 and want_name.startswith(got_name)  # cut on a character
+        assert names[0] == data["preset_name"][0]
+        np.testing.assert_array_equal(
+            r.split_indices("val"), [i for i, s in enumerate(data["split"]) if s == "val"]
+        )
+        assert r.sample_rate == 22050 and r.channels == channels and r.audio_format == fmt
+
+
+def test_reader_errors(tmp_path):
+    with pytest.raises(ValueError, match="no such file"):
+        DatasetReader(tmp_path / "missing.h5")
+    junk = tmp_path / "junk.h5"
+    junk.write_text("hello, not HDF5")
+    with pytest.raises(ValueError, match="not an HDF5 file") as e:
+        DatasetReader(junk)
+    assert "\n" not in str(e.value)
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = np.arange(3)
+    with pytest.raises(ValueError, match="not a vitalmatch dataset"):
+        DatasetReader(foreign)
+    with pytest.raises(ValueError, match="not a vitalmatch dataset"):
+        DatasetWriter.resume(foreign)
+    with pytest.raises(ValueError, match="not an HDF5 file"):
+        DatasetWriter.resume(junk)
+    with pytest.raises(FileNotFoundError):
+        DatasetWriter.resume(tmp_path / "missing.h5")
+    future = tmp_path / "future.h5"
+    create(future).close()
+    with h5py.File(future, "r+") as f:
+        f.attrs["schema_version"] = "9.0.0"
+    with pytest.raises(ValueError, match="schema version 9.0.0"):
+        DatasetReader(future)
+    with pytest.raises(ValueError, match="schema version 9.0.0"):
+        DatasetWriter.resume(future)
+
+
+def test_reader_index_forms(tmp_path):
+    path = tmp_path / "d.h5"
+    with create(path, StorageConfig(audio_format="float32", chunk_rows=4)) as w:
+        w.append(**rows(0, 10))
+        w.commit({})
+    with DatasetReader(path) as r:
+        full = r.continuous(slice(None))
+        np.testing.assert_array_equal(r.continuous(-1), full[-1])
+        np.testing.assert_array_equal(r.continuous(slice(8, 2, -2)), full[8:2:-2])
+        np.testing.assert_array_equal(r.continuous(np.array([9, 0, 9])), full[[9, 0, 9]])
+        np.testing.assert_array_equal(r.continuous(full[:, 0] > 0.5), full[full[:, 0] > 0.5])
+        assert r.audio([]).shape == (0, 2, T)
+        np.testing.assert_array_equal(r.metadata("preset_index", [2, 1]), [0, 0])
+        with pytest.raises(IndexError):
+            r.audio(10)
+        with pytest.raises(KeyError):
+            r.metadata("nope")
+        with pytest.raises(ValueError):
+            r.split_indices("dev")
+
+
+def test_reader_while_writing_sees_commits_only(tmp_path):
+    path = tmp_path / "d.h5"
+    w = create(path)
+    w.append(**rows(0, 5))
+    w.commit(progress_at(5))
+    w.append(**rows(5, 13))  # 2 full chunks reach the file, uncommitted
+    with DatasetReader(path) as r:
+        assert len(r) == 5 and r.progress() == progress_at(5)
+        np.testing.assert_array_equal(r.metadata("preset_index"), rows(0, 5)["preset_index"])
+        w.commit(progress_at(13))
+        with pytest.raises(ValueError, match="reopen"):
+            r.audio(0)
+    with DatasetReader(path) as r:
+        assert len(r) == 13
+    w.close()
+
+
+def test_audio_bytes_per_row(tmp_path):
+    path = tmp_path / "d.h5"
+    with create(path) as w:
+        w.append(**rows(0, 16))
+        w.commit({})
+    with h5py.File(path, "r") as f:
+        stored = f["audio/waveforms"].id.get_storage_size()
+    assert audio_bytes_per_row(path) == stored / 16 < 2 * 2 * T  # compressed below raw int16
+    empty = tmp_path / "e.h5"
+    create(empty).close()
+    with pytest.raises(ValueError, match="no rows"):
+        audio_bytes_per_row(empty)
