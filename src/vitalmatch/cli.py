@@ -130,13 +130,13 @@ def discover_wt_cmd(
     paths: tuple[Path, ...], output: Path, install_dirs: bool, builtin: bool, overwrite: bool
 ) -> None:
     """Extract wavetables from .vital presets and folders into a catalog (dedup by content)."""
+    from vitalmatch.outputs import check_outputs
     from vitalmatch.synth.wavetables import WavetableCatalog, discover
 
     for p in paths:
         if not p.exists():
             raise click.UsageError(f"{p} does not exist")
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    check_outputs([output], inputs=paths, overwrite=overwrite, create_folders=False)
     catalog = WavetableCatalog.builtin() if builtin else WavetableCatalog()
     report = discover(paths, include_install_dirs=install_dirs, catalog=catalog)
     report.catalog.save(output)
@@ -539,14 +539,12 @@ def tutorial_cmd(
     With --llm, Claude rewrites the guide (needs ANTHROPIC_API_KEY; on any failure the offline
     guide is used and a note goes to stderr).
     """
+    from vitalmatch.outputs import check_outputs
     from vitalmatch.synth.export import read_vital
     from vitalmatch.tutorial import TutorialConfig, write_tutorial
 
-    if output is not None:
-        if output.exists() and not overwrite:
-            raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
-        if not output.parent.is_dir():
-            raise ValueError(f"cannot write {output}: folder {output.parent} does not exist")
+    if output is not None:  # the one overwrite / writability check (vitalmatch.outputs)
+        check_outputs([output], inputs=[preset_path], overwrite=overwrite, create_folders=False)
     config = from_dict(TutorialConfig, settings, source="options")
     if config.timeout_s <= 0 or config.max_tokens < 1:
         raise ValueError("--timeout must be > 0 and --max-tokens >= 1")

@@ -175,11 +175,7 @@ def _distances_markdown(result, max_clip_s: float) -> str:
     """The result's distances and how it was played, as Markdown."""
     p = result.prepared
     ref = result.refinement
-    pitch = (
-        f"none found, played at {note_name(result.note)} (MIDI {result.note})"
-        if p.midi_is_default
-        else f"{p.pitch.hz:.1f} Hz -> {note_name(result.note)} (MIDI {result.note})"
-    )
+    pitch = f"{p.pitch_text()} ({note_name(result.note)})"  # the CLI's phrase, plus the note name
     ratio = result.distance / result.distance_init if result.distance_init > 0 else float("nan")
     lines = [
         "**Distance to your sound** (multi-scale log-mel L1; lower is closer)",

@@ -99,7 +99,7 @@ def test_cli_writes_a_file_and_refuses_to_overwrite(tmp_path, changed_preset, ca
     assert not list(tmp_path.glob(".*tmp*"))
     with pytest.raises(SystemExit) as exit_info:
         main(["tutorial", str(preset), "-o", str(out)])
-    assert exit_info.value.code == 1 and "exists; pass --overwrite" in capsys.readouterr().err
+    assert exit_info.value.code == 1 and "exists; use --overwrite" in capsys.readouterr().err
     main(["tutorial", str(preset), "-o", str(out), "--overwrite", "--name", "Renamed"])
     assert out.read_text().startswith('# How to build "Renamed" in Vital')
 
