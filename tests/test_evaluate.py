@@ -14,6 +14,10 @@ from vitalmatch.data.reader import DatasetReader
 from vitalmatch.evaluate import EvaluateConfig, evaluate
 
 
+def _not_json(name: str):
+    raise ValueError(f"results.json holds {name}, which is not JSON")
+
+
 def test_evaluate_end_to_end(tiny_eval_dataset, tiny_eval_checkpoint, presets_dir, tmp_path):
     out = tmp_path / "report"
     two = tmp_path / "two"
@@ -32,7 +36,7 @@ def test_evaluate_end_to_end(tiny_eval_dataset, tiny_eval_checkpoint, presets_di
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| model |" in r.stdout and f"wrote {out / 'report.md'}" in r.stdout
-    report = json.loads((out / "results.json").read_text())
+    report = json.loads((out / "results.json").read_text(), parse_constant=_not_json)  # strict JSON
     syn, real = report["sets"]["synthetic"], report["sets"]["presets"]
     with DatasetReader(tiny_eval_dataset) as r:
         n_test = min(4, len(r.split_indices("test")))

@@ -42,6 +42,7 @@ from vitalmatch.data.reader import DatasetReader
 from vitalmatch.data.sampling import PresetSampler, SamplerConfig
 from vitalmatch.features import FeatureConfig, log_mel
 from vitalmatch.learn.data import dataset_registry, learnable_registry, training_means
+from vitalmatch.learn.logger import json_safe
 from vitalmatch.metrics import all_metrics, median_ci
 from vitalmatch.neighbours import NearestNeighbours
 from vitalmatch.synth.activity import activity_masks
@@ -362,7 +363,8 @@ def _evaluate(config: EvaluateConfig, t0: float) -> dict:
     report["seconds"] = time.perf_counter() - t0
     report["images"] = _images(out, targets, renders, config, features)
     report["presets"] = preset_files
-    (out / "results.json").write_text(json.dumps(report, indent=1, default=float))
+    # strict JSON: a failed method's NaN metrics are written as null
+    (out / "results.json").write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))
     (out / "report.md").write_text(format_report(report))
     return report
 

@@ -58,3 +58,16 @@ def test_tensorboard_gets_the_finite_scalars(tmp_path):
     events.Reload()
     assert sorted(events.Tags()["scalars"]) == ["val/loss", "val/mae_group/filter_1"]
     assert events.Scalars("val/loss")[0].step == 3
+
+
+def test_json_safe_makes_numpy_and_non_finite_values_strict_json():
+    import json
+
+    import numpy as np
+
+    from vitalmatch.learn.logger import json_safe
+
+    value = {"a": np.float32("nan"), "b": [np.float64(1.5), np.inf], "c": np.int64(3), "d": np.arange(2)}
+    assert (
+        json.dumps(json_safe(value), allow_nan=False) == '{"a": null, "b": [1.5, null], "c": 3, "d": [0, 1]}'
+    )

@@ -17,6 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vitalmatch.learn.config import TrainConfig
 
 
@@ -69,9 +71,15 @@ class Logger:
 
 
 def json_safe(x: Any) -> Any:
-    """``x`` with every NaN or infinite float replaced by None (JSON has no NaN or Infinity)."""
-    if isinstance(x, float):
+    """``x`` with every NaN or infinite float replaced by None (JSON has no NaN or Infinity), and
+    numpy scalars and arrays made plain Python values."""
+    if isinstance(x, float | np.floating):
+        x = float(x)
         return x if math.isfinite(x) else None
+    if isinstance(x, np.integer | np.bool_):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return json_safe(x.tolist())
     if isinstance(x, dict):
         return {k: json_safe(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
