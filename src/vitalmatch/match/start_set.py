@@ -36,7 +36,7 @@ START_SET_SEED = 20260
 #: larger one is a dataset: make it with ``vitalmatch generate``.
 MAX_START_SET = 10_000
 #: Starting-set presets rendered per second per worker (5 notes each at 22.05 kHz): 256 presets took
-#: 118 s on the 2-core development machine (README, Matching). Used only for the estimate announced
+#: 118 s on the 2-core development machine (docs/cli.md, match). Used only for the estimate announced
 #: before a build.
 START_SET_RATE = 1.1
 #: RMS every clip is scaled to before indexing (loudness does not choose the neighbour).
