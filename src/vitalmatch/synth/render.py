@@ -20,14 +20,21 @@ kills only that worker, see :mod:`vitalmatch.synth.pool`). Per preset it
 Reproducibility. Vital smooths some per-voice values (oscillator level and phase among them)
 and each voice of its pool keeps its smoothed state from its last use; the voices rotate, so
 the first ~50 ms of a render depend on the presets rendered before it (measured: up to 0.6 of
-full scale; no length of priming render, nor polyphony 1, removes it). With
-``RenderConfig.reproducible`` (the default) the engine therefore builds a fresh ``vita.Synth``
-for every preset (~40 ms). With ``osc_N_random_phase = 0`` (the sampler's pin) and no effects
-with internal randomness (chorus, flanger, delay, reverb, compressor: Tier 2) renders are then
-bit-identical across engines, processes and histories. Searches that render thousands of
-candidates may turn it off for speed, and then move from one candidate to the next with
-:meth:`RenderEngine.update`, which sets only the controls that changed (a full load only when a
-load-only control or a wavetable changes).
+full scale; no length of priming render, nor polyphony 1, removes it). Chorus, flanger, delay,
+reverb, the random sources and random oscillator phases also draw from generators whose state
+lives in the process, so even a fresh ``vita.Synth`` per preset renders a real preset
+differently each time (measured on shared presets: up to 1.39 of full scale apart).
+With ``RenderConfig.reproducible`` (the default) :meth:`RenderEngine.render` therefore renders
+each preset in a child process forked from a *template*: a synth built once and never played
+(Linux ``fork``: copy-on-write, ~10 ms against ~40-70 ms for a new synth). Every preset then
+starts from the same memory, generators included, so renders are bit-identical across engines,
+processes and histories, with every effect on and for real presets too
+(``tests/synth/test_render.py``). A crash of the synth in the child costs that preset only
+(:class:`RenderError`), not the worker. Where ``fork`` is missing the engine falls back to a
+fresh synth per preset (reproducible only without those effects, with ``osc_N_random_phase = 0``,
+the sampler's pin). Searches that render thousands of candidates turn reproducibility off for
+speed, and move from one candidate to the next with :meth:`RenderEngine.update`, which sets only
+the controls that changed (a full load only when a load-only control or a wavetable changes).
 
 Vital also smooths global values towards a newly loaded preset while audio is processed, so the
 first note rendered after a load would differ from later ones. :meth:`RenderEngine.load` ends
@@ -38,13 +45,21 @@ preset (measured: 0.38 apart without settling, 2e-9 after 0.5 s, 0 after 1 s).
 
 from __future__ import annotations
 
+import base64
 import copy
+import functools
 import json
+import mmap
+import os
+import select
+import signal
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from vitalmatch.synth.modulation import Connection, write_lfos, write_modulations
 from vitalmatch.synth.params import ParamRegistry
 from vitalmatch.synth.wavetables.format import NUM_OSCILLATORS, wavetable_problem
 
@@ -74,6 +89,63 @@ def inject_wavetable(preset: dict, osc: int, table: dict) -> None:
     if not isinstance(tables, list) or len(tables) < osc:
         raise ValueError(f"preset has no settings.wavetables[{osc - 1}]")
     tables[osc - 1] = copy.deepcopy(table)
+
+
+@dataclass(frozen=True)
+class PresetExtras:
+    """What a preset holds beyond its registry vectors (Tier 3 and real presets).
+
+    Attributes:
+        modulations: connections in slot order (:class:`~vitalmatch.synth.modulation.Connection`).
+        lfos: Vital LFO shape dicts for ``lfo_1`` .. (None keeps the init shape).
+        sample: Vital sample dict (``name``, ``length``, ``sample_rate``, ``samples`` base64) for
+            the sample oscillator; None: a fixed white noise like the init preset's
+            (:func:`init_noise_sample`).
+    """
+
+    modulations: tuple[Connection, ...] = ()
+    lfos: tuple[dict | None, ...] = ()
+    sample: dict | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.modulations and not any(x is not None for x in self.lfos) and self.sample is None
+
+
+#: Samples and peak (int16) of Vital's init "White Noise" sample (measured: 44100 mono samples,
+#: uniform in about +-29490).
+_NOISE_LENGTH, _NOISE_PEAK = 44100, 29490
+
+
+@functools.cache
+def _noise_text() -> str:
+    rng = np.random.default_rng(0x5A4D)  # fixed: the same noise in every process
+    pcm = rng.integers(-_NOISE_PEAK, _NOISE_PEAK + 1, _NOISE_LENGTH).astype("<i2")
+    return base64.b64encode(pcm.tobytes()).decode("ascii")
+
+
+def init_noise_sample() -> dict:
+    """A fixed white-noise sample in Vital's JSON form (``name``, ``length``, ``sample_rate``,
+    ``samples``: base64 of mono 16-bit PCM), like the init preset's.
+
+    Every ``vita.Synth`` fills its init sample with fresh random noise that depends on how many
+    synths the process built before (measured: the first and second synth of a process differ), so
+    a preset with the sample oscillator on would render differently in different processes. The
+    engine therefore writes this one into every preset that brings no sample of its own."""
+    return {"length": _NOISE_LENGTH, "name": "White Noise", "sample_rate": 44100, "samples": _noise_text()}
+
+
+#: Set to 1 to make reproducible renders build a fresh synth per preset instead of forking (the
+#: path of systems without ``fork``; ``benchmarks/generate_throughput.py`` compares the two).
+NO_FORK_ENV = "VITALMATCH_NO_FORK"
+
+
+def _can_fork() -> bool:
+    return hasattr(os, "fork") and os.environ.get(NO_FORK_ENV, "") not in ("1", "true", "yes")
+
+
+#: Seconds a forked render may take per note before it is killed (a hung synth).
+FORK_TIMEOUT_PER_NOTE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -159,8 +231,16 @@ class RenderEngine:
         handles = self.synth.get_controls()
         self._controls = [(name, handles[name]) for name in self._control_names]
 
-    def preset_json(self, continuous: np.ndarray, categorical: np.ndarray) -> dict:
-        """The Vital preset dict for a parameter vector (init preset + values + wavetables)."""
+    def preset_json(
+        self, continuous: np.ndarray, categorical: np.ndarray, extras: PresetExtras | None = None
+    ) -> dict:
+        """The Vital preset dict for a parameter vector (init preset + values + wavetables, and
+        the modulations, LFO shapes and sample of ``extras``).
+
+        Raises:
+            RenderError: a wavetable index outside the catalog.
+            ValueError: invalid ``extras`` (unknown modulation names, bad LFO shapes).
+        """
         raw = self.registry.to_raw(continuous, categorical)
         preset = dict(self._init_preset)
         settings = dict(preset["settings"])
@@ -174,12 +254,19 @@ class RenderEngine:
                     f"osc_{osc}_wavetable index {index} is outside the catalog (size {len(self.wavetables)})"
                 )
             inject_wavetable(preset, osc, self.wavetables[index])
+        if extras is not None and not extras.empty:
+            write_modulations(preset, list(extras.modulations))
+            write_lfos(preset, list(extras.lfos))
+        sample = extras.sample if extras is not None else None
+        settings["sample"] = copy.deepcopy(sample) if sample is not None else init_noise_sample()
         return preset
 
-    def load(self, continuous: np.ndarray, categorical: np.ndarray) -> None:
-        """Reset the synth to the preset given by the normalised vectors."""
+    def load(
+        self, continuous: np.ndarray, categorical: np.ndarray, extras: PresetExtras | None = None
+    ) -> None:
+        """Reset the synth to the preset given by the normalised vectors (and ``extras``)."""
         self._loaded = None
-        preset = self.preset_json(continuous, categorical)
+        preset = self.preset_json(continuous, categorical, extras)
         if self.config.reproducible:
             self._new_synth()
         if not self.synth.load_json(json.dumps(preset)):
@@ -189,7 +276,8 @@ class RenderEngine:
             handle.set(settings[name])
         self.synth.set_bpm(self.config.bpm)
         self.settle()
-        self._loaded = self.registry.to_raw(continuous, categorical)
+        plain = extras is None or extras.empty  # update() knows only the registry's controls
+        self._loaded = self.registry.to_raw(continuous, categorical) if plain else None
 
     def update(self, continuous: np.ndarray, categorical: np.ndarray) -> None:
         """Bring the synth to another preset, changing only what differs from the last one.
@@ -268,9 +356,115 @@ class RenderEngine:
         self.synth.render(60, self.config.velocity, 0.1, 0.2)
 
     def render(
-        self, continuous: np.ndarray, categorical: np.ndarray, notes: Sequence[int] | None = None
+        self,
+        continuous: np.ndarray,
+        categorical: np.ndarray,
+        notes: Sequence[int] | None = None,
+        extras: PresetExtras | None = None,
     ) -> np.ndarray:
-        """Load a preset and render it at each note: ``(n_notes, 2, T)`` float32."""
-        self.load(continuous, categorical)
-        notes = self.config.notes if notes is None else notes
+        """Load a preset and render it at each note: ``(n_notes, 2, T)`` float32.
+
+        With ``config.reproducible`` and ``fork`` available the work happens in a child forked
+        from this engine's template synth (module docstring); the engine's own synth is never
+        played, so every call starts from the same state.
+
+        Raises:
+            RenderError: the synth refused the preset, or crashed or hung while rendering it.
+        """
+        notes = tuple(self.config.notes if notes is None else notes)
+        if self.config.reproducible and _can_fork():
+            preset = self.preset_json(continuous, categorical, extras)
+            return self._render_forked(preset, notes)
+        self.load(continuous, categorical, extras)
         return np.stack([self.render_note(n) for n in notes])
+
+    def render_preset_dict(self, preset: dict, notes: Sequence[int] | None = None) -> np.ndarray:
+        """Render an arbitrary Vital preset dict as it is at each note: ``(n_notes, 2, T)`` float32.
+
+        Reproducible like :meth:`render` (forked from the template when ``config.reproducible``).
+        """
+        notes = tuple(self.config.notes if notes is None else notes)
+        if self.config.reproducible and _can_fork():
+            return self._render_forked(preset, notes, set_controls=False)
+        self.load_preset_dict(preset)
+        return np.stack([self.render_note(n) for n in notes])
+
+    def _render_forked(self, preset: dict, notes: tuple[int, ...], set_controls: bool = True) -> np.ndarray:
+        """Render ``preset`` at ``notes`` in a child forked from the template synth.
+
+        The child loads the preset (with ``set_controls``, the registry's settings set again
+        through the handles, as :meth:`load` does; :meth:`load_preset_dict` does not), settles,
+        renders each note after a flush, writes the audio into an anonymous shared mapping and
+        exits with ``os._exit`` (no Python clean-up runs in the child). A
+        nonzero exit status, a signal or the timeout (:data:`FORK_TIMEOUT_PER_NOTE_S` per note)
+        is a :class:`RenderError`; the template is untouched either way.
+        """
+        text = json.dumps(preset)
+        settings = preset["settings"]
+        values = [(h, settings[n]) for n, h in self._controls if n in settings] if set_controls else []
+        shape = (len(notes), 2, self.config.n_samples)
+        nbytes = int(np.prod(shape)) * 4
+        buf = mmap.mmap(-1, max(nbytes, 1))  # MAP_SHARED | MAP_ANONYMOUS: the child's writes show here
+        # The pipe's write end closes when the child exits or dies: the parent wakes at once.
+        read_fd, write_fd = os.pipe()
+        try:
+            pid = os.fork()
+            if pid == 0:  # child: never returns
+                code = 1
+                try:
+                    os.close(read_fd)
+                    if self.synth.load_json(text):
+                        for handle, value in values:
+                            handle.set(value)
+                        self.synth.set_bpm(self.config.bpm)
+                        self.settle()
+                        out = np.frombuffer(buf, dtype=np.float32, count=int(np.prod(shape))).reshape(shape)
+                        for i, note in enumerate(notes):
+                            out[i] = self.render_note(note)
+                        code = 0
+                    else:
+                        code = 3
+                finally:
+                    os._exit(code)
+            os.close(write_fd)
+            write_fd = -1
+            status = _wait_child(pid, read_fd, FORK_TIMEOUT_PER_NOTE_S * max(len(notes), 1))
+            if status == "ok":
+                return np.frombuffer(buf, dtype=np.float32, count=int(np.prod(shape))).reshape(shape).copy()
+            raise RenderError(status)
+        finally:
+            os.close(read_fd)
+            if write_fd >= 0:
+                os.close(write_fd)
+            buf.close()
+
+
+def _wait_child(pid: int, read_fd: int, timeout_s: float) -> str:
+    """Wait for a forked render; ``"ok"`` or a one-line reason (the child is reaped either way).
+
+    ``read_fd`` is the read end of a pipe whose only write end the child holds: it becomes
+    readable (EOF) the moment the child exits or dies."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return f"the synth hung (no result after {timeout_s:g} s)"
+        ready, _, _ = select.select([read_fd], [], [], left)
+        if ready:
+            break
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return f"the synth crashed ({name})"
+    code = os.WEXITSTATUS(status)
+    if code == 0:
+        return "ok"
+    if code == 3:
+        return "the synth rejected the preset JSON"
+    return f"the render process failed (exit status {code})"
