@@ -42,6 +42,17 @@ def rows(start: int, stop: int, *, scale: float = 1.0) -> dict:
         "preset_name": [f"Préset №{i // 3} " + "ü" * (i % 50) for i in idx],
         "split": [("train", "train", "val", "test")[(i // 3) % 4] for i in idx],
         "preset_index": [i // 3 for i in idx],
+        # variable-length modulation (0-3 connections), so crash tests cover HDF5's heap writes
+        "modulation": [
+            np.array(
+                [[k, (i + k) % 32, (7 * i + k) % 428, 0.1 * k - 0.2, k % 2, 0.0, 0.0] for k in range(i % 4)],
+                dtype=np.float32,
+            ).reshape(-1, 7)
+            for i in idx
+        ],
+        "lfo_shape": [[(i + j) % 7 for j in range(8)] for i in idx],
+        "sample": [i % 2 for i in idx],
+        "preset_file": [f"bank/preset {i // 3}.vital" if i % 3 == 0 else "" for i in idx],
     }
 
 

@@ -79,7 +79,10 @@ def assert_same_arrays(a: dict, b: dict) -> None:
     for k in a:
         if isinstance(a[k], np.ndarray):
             assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
-            assert a[k].tobytes() == b[k].tobytes(), k
+            if a[k].dtype == object:  # variable-length rows: compare their values, not pointers
+                assert [np.asarray(x).tobytes() for x in a[k]] == [np.asarray(x).tobytes() for x in b[k]], k
+            else:
+                assert a[k].tobytes() == b[k].tobytes(), k
         else:
             assert a[k] == b[k], k
 
@@ -222,7 +225,9 @@ def test_commit_journal_stays_small(tmp_path):
         sizes.append(journal.stat().st_size)
     file_size = path.stat().st_size
     writer.close()
-    assert max(sizes) < 160 * 1024 and max(sizes) < file_size / 4, (sizes, file_size)
+    # ~10 KiB of rewritten metadata per column (18 columns in schema 1.1.0, the vlen modulation
+    # rows' global heap included), far below a copy of the file
+    assert max(sizes) < 224 * 1024 and max(sizes) < file_size / 3.5, (sizes, file_size)
 
 
 # --------------------------------------------------------------------------------------------

@@ -135,3 +135,81 @@ def test_audio_bytes_per_row(tmp_path):
     create(empty).close()
     with pytest.raises(ValueError, match="no rows"):
         audio_bytes_per_row(empty)
+
+
+# ------------------------------------------------------------------ modulation (schema 1.1.0)
+def test_modulation_lfo_sample_and_file_columns_round_trip(tmp_path):
+    """Sparse rows of 0-3 connections come back exactly; the dense view puts each connection's
+    amount, bipolar, power and stereo at [channel, source, destination]."""
+    path = tmp_path / "d.h5"
+    data = rows(0, 11)
+    with create(path) as w:
+        w.append(**rows(0, 6))
+        w.commit(progress_at(6))
+        w.append(**rows(6, 11))
+        w.commit(progress_at(11))
+    with DatasetReader(path) as r:
+        assert r.has_modulation
+        for i in range(11):
+            np.testing.assert_array_equal(r.modulation(i), data["modulation"][i])
+        batch = r.modulation([7, 2, 7])
+        np.testing.assert_array_equal(batch[0], data["modulation"][7])
+        np.testing.assert_array_equal(batch[1], data["modulation"][2])
+        dense = r.modulation_dense(slice(None))
+        assert dense.shape == (11, 4, 32, 428) and dense.dtype == np.float32
+        for i, m in enumerate(data["modulation"]):
+            assert np.count_nonzero(dense[i][0]) == np.count_nonzero(m[:, 3])
+            for _slot, s, d, amount, bipolar, power, stereo in m:
+                np.testing.assert_array_equal(dense[i][:, int(s), int(d)], [amount, bipolar, power, stereo])
+        np.testing.assert_array_equal(r.modulation_dense(3), dense[3])
+        np.testing.assert_array_equal(r.lfo_shape(slice(None)), data["lfo_shape"])
+        np.testing.assert_array_equal(r.sample_index(slice(None)), data["sample"])
+        assert list(r.preset_file()) == data["preset_file"]
+
+
+def test_bad_modulation_rows_are_refused_and_nothing_is_kept(tmp_path):
+    path = tmp_path / "d.h5"
+    with create(path) as w:
+        good = rows(0, 2)
+        for bad, message in (
+            ([np.zeros((1, 6)), np.zeros((0, 7))], "shape"),
+            ([np.full((1, 7), np.nan), np.zeros((0, 7))], "finite"),
+            ([np.zeros((0, 7))], "2 arrays"),
+        ):
+            with pytest.raises(ValueError, match=message):
+                w.append(**{**good, "modulation": bad})
+        assert w.n_rows == 0
+        with pytest.raises(ValueError, match="lfo_shape"):
+            w.append(**{**good, "lfo_shape": [[0] * 7, [0] * 7]})
+
+
+def _downgrade_to_1_0_0(path) -> None:
+    """Make ``path`` a schema-1.0.0 file, as round 1 wrote them: no modulation, LFO, sample or
+    preset-file columns."""
+    with h5py.File(path, "r+") as f:
+        for name in ("params/modulation", "params/lfo_shape", "params/sample", "metadata/preset_file"):
+            del f[name]
+        f.attrs["schema_version"] = "1.0.0"
+
+
+def test_schema_1_0_0_files_still_read_and_resume(tmp_path):
+    path = tmp_path / "old.h5"
+    with create(path) as w:
+        w.append(**{**rows(0, 5), "modulation": None, "lfo_shape": None, "sample": None, "preset_file": None})
+        w.commit(progress_at(5))
+    _downgrade_to_1_0_0(path)
+    with DatasetReader(path) as r:
+        assert not r.has_modulation and len(r) == 5
+        assert r.modulation(2).shape == (0, 7) and len(r.modulation(slice(None))) == 5
+        assert r.modulation_dense([0, 1]).shape == (2, 4, 32, 428) and not r.modulation_dense([0, 1]).any()
+        assert r.lfo_shape(slice(None)).shape == (5, 8) and r.sample_index(1) == 0
+        np.testing.assert_array_equal(r.continuous(slice(None)), rows(0, 5)["continuous"])
+    w, progress = DatasetWriter.resume(path)
+    with w:
+        assert progress == progress_at(5) and not w.has_modulation
+        with pytest.raises(ValueError, match="schema 1.0.0"):
+            w.append(**rows(5, 7))  # rows with modulation cannot go into an old file
+        w.append(**{**rows(5, 7), "modulation": None, "lfo_shape": None, "sample": None, "preset_file": None})
+        w.commit(progress_at(7))
+    with DatasetReader(path) as r:
+        assert len(r) == 7 and r.attrs["schema_version"] == "1.0.0"

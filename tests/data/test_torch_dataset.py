@@ -34,6 +34,9 @@ def _rows(start: int, stop: int) -> dict:
         "preset_name": [f"p{i}" for i in idx],
         "split": [("train", "val", "train", "test")[i % 4] for i in idx],
         "preset_index": list(idx),
+        "modulation": [
+            np.array([[0, i % 32, (5 * i) % 428, 0.5, 1, 0, 0]] * (i % 2), np.float32) for i in idx
+        ],
     }
 
 
@@ -89,6 +92,19 @@ def test_items_match_the_reader(dataset):
     np.testing.assert_array_equal(ds[-1]["audio"].numpy(), exp["audio"][-1])
     with pytest.raises(IndexError):
         ds[len(ds)]
+    ds.close()
+
+
+def test_modulation_targets_are_the_dense_matrix(dataset):
+    ds = VitalDataset(dataset, split=None, audio=False, modulation=True)
+    for i in (0, 1, 7):
+        m = ds[i]["modulation"]
+        assert m.shape == (4, 32, 428) and m.dtype == torch.float32
+        if i % 2:  # one connection: lfo/env index i % 32 -> destination 5i % 428, amount 0.5, bipolar
+            assert m[0, i % 32, (5 * i) % 428] == 0.5 and m[1, i % 32, (5 * i) % 428] == 1
+            assert int((m != 0).sum()) == 2
+        else:
+            assert not m.any()
     ds.close()
 
 

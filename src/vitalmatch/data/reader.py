@@ -3,8 +3,11 @@
 Stage: data (loading). Input: a dataset file of :mod:`vitalmatch.data.writer`, in the layout of
 :mod:`vitalmatch.data.schema`, also one whose writer was killed or is still writing. Output:
 float32 audio ``(channels, T)`` per row in [-full_scale, full_scale], unit-range continuous
-parameters, categorical option indices, optional log-mels, metadata columns, the progress dict
-and the root attributes, as numpy arrays (the torch view is :mod:`vitalmatch.data.torch_dataset`).
+parameters, categorical option indices, the modulation matrix (sparse ``(k, 7)`` connections per
+row, or the dense ``(4, 32, 428)`` view built on reading), LFO-shape and sample indices, optional
+log-mels, metadata columns, the progress dict and the root attributes, as numpy arrays (the
+torch view is :mod:`vitalmatch.data.torch_dataset`). Schema-1.0.0 files read as rows without
+modulation.
 
 A killed file is read at its last commit through the journal's page overlay
 (:mod:`vitalmatch.data.journal`); the reader never writes, so it does not repair the file (the
@@ -14,6 +17,7 @@ next :meth:`DatasetWriter.resume` does).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
@@ -37,9 +41,15 @@ from vitalmatch.data.schema import (
     BOOK,
     CATEGORICAL,
     CONTINUOUS,
+    LFO_SHAPE,
     LOG_MEL,
     METADATA_COLUMNS,
+    MODULATION,
+    MODULATION_WIDTH,
+    NUM_LFOS,
     PCM16_MAX,
+    PRESET_FILE,
+    SAMPLE,
     SPLITS,
     STRING_COLUMNS,
     check_schema,
@@ -68,6 +78,7 @@ class DatasetReader:
         self.path = Path(path)
         self._h5: h5py.File | None = None
         self._fd: int | None = None
+        self._tables: tuple[list, list] | None = None
         if not self.path.exists():
             raise ValueError(f"{self.path}: no such file")
         if self.path.is_dir():
@@ -125,6 +136,8 @@ class DatasetReader:
         self.full_scale: float = float(a.attrs["full_scale"])
         self.audio_length: int = int(a.shape[2])
         self.has_log_mel: bool = LOG_MEL in f
+        #: False for schema 1.0.0 (no modulation, LFO, sample, preset-file columns: empty values)
+        self.has_modulation: bool = MODULATION in f
         for name in [AUDIO, CONTINUOUS, CATEGORICAL] + [f"metadata/{k}" for k in METADATA_COLUMNS]:
             if name not in f or f[name].shape[0] < self._n:
                 raise ValueError(f"{self.path}: column {name} is missing or shorter than {self._n} rows")
@@ -160,6 +173,101 @@ class DatasetReader:
     def categorical(self, idx) -> np.ndarray:
         """int32 option indices, ``(K,)`` or ``(B, K)``."""
         return self._read(self.h5[CATEGORICAL], idx)
+
+    def modulation(self, idx) -> np.ndarray | list[np.ndarray]:
+        """Encoded modulation connections: ``(k, 7)`` float32 for an int, a list of them otherwise.
+
+        Columns: slot, source index, destination index, amount, bipolar, power, stereo
+        (:mod:`vitalmatch.synth.modulation`); ``(0, 7)`` for a row without modulation.
+        """
+        one = isinstance(idx, int | np.integer) and not isinstance(idx, bool)
+        if not self.has_modulation:
+            n = len(self._rows(idx))
+            empty = [np.zeros((0, MODULATION_WIDTH), dtype=np.float32) for _ in range(n)]
+            return empty[0] if one else empty
+        col = self._read(self.h5[MODULATION], idx)
+        if one:
+            return np.asarray(col, dtype=np.float32).reshape(-1, MODULATION_WIDTH)
+        return [np.asarray(r, dtype=np.float32).reshape(-1, MODULATION_WIDTH) for r in col]
+
+    def modulation_dense(self, idx) -> np.ndarray:
+        """The dense modulation matrix, ``(4, S, D)`` for an int or ``(B, 4, S, D)`` otherwise.
+
+        Channels amount, bipolar, power, stereo; S = 32 sources and D = 428 destinations in the
+        order of the file's ``modulation_sources`` / ``modulation_destinations`` attributes
+        (vita's lists when the file does not name them). Built here, never stored.
+        """
+        from vitalmatch.synth.modulation import dense
+
+        shape = self.modulation_shape
+        rows = self.modulation(idx)
+        if isinstance(rows, np.ndarray):
+            return dense(rows, *shape)
+        out = np.zeros((len(rows), 4, *shape), dtype=np.float32)
+        for i, r in enumerate(rows):
+            out[i] = dense(r, *shape)
+        return out
+
+    @property
+    def modulation_shape(self) -> tuple[int, int]:
+        """``(sources, destinations)`` of the dense view."""
+        src, dst = self.attrs.get("modulation_sources"), self.attrs.get("modulation_destinations")
+        named = isinstance(src, list | tuple | np.ndarray) and isinstance(dst, list | tuple | np.ndarray)
+        if named and len(src) and len(dst):  # type: ignore[arg-type]
+            return len(src), len(dst)  # type: ignore[arg-type]
+        from vitalmatch.synth.modulation import destinations, sources
+
+        return len(sources()), len(destinations())
+
+    def lfo_shape(self, idx) -> np.ndarray:
+        """int16 indices into the ``lfo_shapes`` blob, ``(8,)`` or ``(B, 8)``; zeros in 1.0.0 files."""
+        if not self.has_modulation:
+            rows = self._rows(idx)
+            z = np.zeros((len(rows), NUM_LFOS), dtype=np.int16)
+            return z[0] if isinstance(idx, int | np.integer) and not isinstance(idx, bool) else z
+        return self._read(self.h5[LFO_SHAPE], idx)
+
+    def sample_index(self, idx) -> np.ndarray:
+        """int32 index into the ``samples`` blob, scalar or ``(B,)``; zeros in 1.0.0 files."""
+        if not self.has_modulation:
+            rows = self._rows(idx)
+            z = np.zeros(len(rows), dtype=np.int32)
+            return z[0] if isinstance(idx, int | np.integer) and not isinstance(idx, bool) else z
+        return self._read(self.h5[SAMPLE], idx)
+
+    def preset_file(self, idx=None) -> np.ndarray:
+        """The source ``.vital`` file of each row (str; empty for sampled presets and 1.0.0 files)."""
+        if not self.has_modulation:
+            return np.full(len(self._rows(slice(None) if idx is None else idx)), "", dtype=str)
+        col = self._read(self.h5[PRESET_FILE], slice(None) if idx is None else idx)
+        return np.char.decode(col, "utf-8")
+
+    def preset_extras(self, idx: int):
+        """The :class:`~vitalmatch.synth.render.PresetExtras` row ``idx`` was rendered with: its
+        modulations, LFO shapes and sample, resolved through the file's ``lfo_shapes`` and
+        ``samples`` tables. With the row's continuous and categorical vectors and the file's
+        wavetable catalog, ``RenderEngine.render`` reproduces the stored audio."""
+        if not self.has_modulation:
+            none = np.zeros((0, MODULATION_WIDTH), np.float32)
+            return extras_of(none, np.zeros(NUM_LFOS), 0, [None], [None])
+        i = int(idx)
+        rows = np.asarray(self.modulation(i), dtype=np.float32)
+        lfo, sample = self.lfo_shape(i), int(self.sample_index(i))
+        if not lfo.any() and sample == 0:  # nothing to look up (files written without the tables too)
+            return extras_of(rows, lfo, 0, [None], [None])
+        if self._tables is None:
+            try:
+                self._tables = (json.loads(self.blob("lfo_shapes")), json.loads(self.blob("samples")))
+            except KeyError:
+                raise ValueError(
+                    f"{self.path}: row {i} names LFO shapes or a sample, but the file has no "
+                    "lfo_shapes/samples tables"
+                ) from None
+        return extras_of(rows, lfo, sample, *self._tables)
+
+    def _rows(self, idx) -> np.ndarray:
+        """The row numbers ``idx`` selects (for columns a 1.0.0 file lacks)."""
+        return np.atleast_1d(np.arange(self._n)[idx])
 
     def log_mel(self, idx) -> np.ndarray:
         """float32 log-mel spectrogram(s), ``(n_mels, frames)`` or ``(B, n_mels, frames)``."""
@@ -292,6 +400,20 @@ class DatasetReader:
         contiguous = uniq[-1] - uniq[0] + 1 == uniq.size  # one hyperslab instead of a point list
         block = ds[int(uniq[0]) : int(uniq[-1]) + 1] if contiguous else ds[uniq]
         return block[inverse.reshape(-1)]
+
+
+def extras_of(modulation: np.ndarray, lfo_shape: np.ndarray, sample: int, lfo_table, sample_table):
+    """The :class:`~vitalmatch.synth.render.PresetExtras` a stored row describes: its decoded
+    connections, the LFO shapes its indices name in ``lfo_table`` (index 0, the init shape, is
+    left as it is) and its sample (``sample_table[sample]``; None, at index 0, keeps the init
+    preset's white noise)."""
+    from vitalmatch.synth.modulation import decode
+    from vitalmatch.synth.render import PresetExtras
+
+    lfos = tuple(None if int(i) == 0 else lfo_table[int(i)] for i in np.asarray(lfo_shape).ravel())
+    return PresetExtras(
+        tuple(decode(modulation)), lfos, None if int(sample) == 0 else sample_table[int(sample)]
+    )
 
 
 def audio_bytes_per_row(path: str | os.PathLike) -> float:

@@ -53,6 +53,8 @@ def describe(path: Path) -> dict[str, Any]:
         hashes = ds.metadata("preset_hash")
         report["presets"] = len(set(hashes.tolist()))
         report["splits"] = dict(Counter(ds.metadata("split").tolist()))
+        if ds.has_modulation:
+            report["modulation"] = _modulation_stats(ds, attrs, n)
         report["sources"] = dict(Counter(ds.metadata("source").tolist()))
         report["notes_count"] = {
             str(k): v for k, v in sorted(Counter(ds.metadata("midi_note").tolist()).items())
@@ -107,6 +109,14 @@ def format_report(report: dict[str, Any]) -> str:
             f"({p.get('kept_presets', 0) / tried:.1%}), failed {p.get('n_failed', 0)}; renders rejected: "
             + (", ".join(f"{k} {v}" for k, v in sorted(rej.items())) or "none")
         )
+    mod = report.get("modulation")
+    if mod:
+        top = ", ".join(f"{k} {v}" for k, v in mod["top_destinations"].items()) or "none"
+        lines.append(
+            f"modulation: {mod['mean_connections']:.2f} connections per row (max {mod['max_connections']}), "
+            f"{mod['rows_with_modulation']:.0%} of rows modulated, "
+            f"{mod['stored_bytes_per_row']:.0f} bytes per row stored; top destinations: {top}"
+        )
     cov = report.get("coverage", {})
     if cov:
         lines.append(f"parameter coverage ({len(cov)} parameters of the tier):")
@@ -141,3 +151,22 @@ def export_wavs(path: Path, out_dir: Path, k: int = 5, seed: int = 0) -> list[Pa
             sf.write(f, np.clip(audio.T, -1, 1), sr, subtype="PCM_16")
             written.append(f)
     return written
+
+
+def _modulation_stats(ds: DatasetReader, attrs: dict, n: int) -> dict[str, Any]:
+    """Connections per row, the most used destinations and the bytes the sparse column takes."""
+    rows = ds.modulation(slice(None)) if n else []
+    counts = np.array([len(r) for r in rows]) if n else np.zeros(0)
+    names = list(attrs.get("modulation_destinations") or [])
+    dest: Counter[str] = Counter()
+    for r in rows:
+        dest.update(names[int(d)] if int(d) < len(names) else str(int(d)) for d in r[:, 2])
+    col = ds.h5["params/modulation"]
+    stored = col.id.get_storage_size() + sum(r.nbytes for r in rows)  # descriptors + heap values
+    return {
+        "mean_connections": float(counts.mean()) if n else 0.0,
+        "max_connections": int(counts.max()) if n else 0,
+        "rows_with_modulation": float((counts > 0).mean()) if n else 0.0,
+        "top_destinations": dict(dest.most_common(5)),
+        "stored_bytes_per_row": stored / max(n, 1),
+    }

@@ -14,10 +14,21 @@ Layout (schema ``SCHEMA_VERSION``; N rows, each one render of one preset at one 
     features/log_mel      (N, n_mels, frames) float16, only when ``mel_shape`` was given
     params/continuous     (N, C) float32 in [0, 1]
     params/categorical    (N, K) int32
+    params/modulation     (N,) vlen float32: per row the k connections of the preset's
+                          modulation matrix, flattened (k x 7: slot, source index, destination
+                          index, amount, bipolar, power, stereo; vitalmatch.synth.modulation
+                          .encode); empty without modulation. The dense (4, 32, 428) view is
+                          built on reading, never stored (schema 1.1.0 on)
+    params/lfo_shape      (N, 8) int16: per LFO an index into blob ``lfo_shapes`` (JSON list of
+                          Vital LFO dicts; 0 = the init preset's triangle) (1.1.0 on)
+    params/sample         (N,) int32: index into blob ``samples`` (JSON list of Vital sample
+                          dicts; 0 = the init preset's white noise) (1.1.0 on)
     metadata/midi_note    (N,) int16          metadata/source       (N,) S16
     metadata/tier         (N,) int8           metadata/preset_hash  (N,) S64 (hex sha256)
     metadata/preset_name  (N,) S80 (utf-8)    metadata/split        (N,) S5 train|val|test
     metadata/preset_index (N,) int64 (position of the preset in the sampling stream)
+    metadata/preset_file  (N,) S200 (utf-8): the ``.vital`` file an ingested preset came from,
+                          empty for sampled presets (1.1.0 on)
     blobs/<name>          (nbytes,) uint8, see :meth:`DatasetWriter.write_blob`
     vitalmatch/progress_json  (nbytes,) uint8: the caller's progress dict of the last commit
                           (a dataset, rewritten in place: a string attribute would leak
@@ -43,8 +54,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-SCHEMA_VERSION = "1.0.0"
-SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
+#: 1.1.0 added the modulation, LFO-shape, sample and preset-file columns (:data:`ADDED_IN_1_1`);
+#: 1.0.0 files (Tier 1, round 1) still read and resume: they hold no modulation.
+SCHEMA_VERSION = "1.1.0"
+SUPPORTED_SCHEMA_VERSIONS = frozenset({"1.0.0", SCHEMA_VERSION})
 
 AUDIO_FORMATS = ("pcm16", "float16", "float32")
 CHANNELS = {"stereo": 2, "mono": 1}
@@ -56,6 +69,16 @@ AUDIO = "audio/waveforms"
 LOG_MEL = "features/log_mel"
 CONTINUOUS = "params/continuous"
 CATEGORICAL = "params/categorical"
+MODULATION = "params/modulation"
+LFO_SHAPE = "params/lfo_shape"
+SAMPLE = "params/sample"
+PRESET_FILE = "metadata/preset_file"
+#: Columns a 1.0.0 file lacks (readers give their empty values there).
+ADDED_IN_1_1 = (MODULATION, LFO_SHAPE, SAMPLE, PRESET_FILE)
+#: Values per stored modulation connection, and LFOs per preset.
+MODULATION_WIDTH = 7
+NUM_LFOS = 8
+PRESET_FILE_BYTES = 200
 BOOK = "vitalmatch"
 BLOBS = "blobs"
 
@@ -149,10 +172,17 @@ def layout_columns(
     ]
     if mel_shape is not None:
         cols.append(Column(LOG_MEL, tuple(mel_shape), np.dtype(np.float16), storage.chunk_rows))
-    small = [
-        (CONTINUOUS, (n_continuous,), np.dtype(np.float32)),
-        (CATEGORICAL, (n_categorical,), np.dtype(np.int32)),
-    ] + [(f"metadata/{k}", (), np.dtype(v)) for k, v in METADATA_COLUMNS.items()]
+    small = (
+        [
+            (CONTINUOUS, (n_continuous,), np.dtype(np.float32)),
+            (CATEGORICAL, (n_categorical,), np.dtype(np.int32)),
+            (MODULATION, (), h5py.vlen_dtype(np.float32)),
+            (LFO_SHAPE, (NUM_LFOS,), np.dtype(np.int16)),
+            (SAMPLE, (), np.dtype(np.int32)),
+        ]
+        + [(f"metadata/{k}", (), np.dtype(v)) for k, v in METADATA_COLUMNS.items()]
+        + [(PRESET_FILE, (), np.dtype(f"S{PRESET_FILE_BYTES}"))]
+    )
     for name, tail, dtype in small:
         row_bytes = max(1, dtype.itemsize * math.prod(tail))
         rows = 2 ** int(math.log2(max(1, (1 << 20) // row_bytes)))  # chunks of about 1 MiB at most

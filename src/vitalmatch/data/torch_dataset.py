@@ -2,7 +2,8 @@
 
 Stage: data (loading). Input: a dataset file written by :mod:`vitalmatch.data.writer`.
 Output: items ``{"audio": (channels, T) float32, "continuous": (C,) float32,
-"categorical": (K,) int64, "midi_note": () int64, ["log_mel": (n_mels, frames) float32]}``.
+"categorical": (K,) int64, "midi_note": () int64, ["log_mel": (n_mels, frames) float32],
+["modulation": (4, 32, 428) float32 dense matrix, the Tier-3 target]}``.
 
 Safe with ``DataLoader(num_workers >= 2)`` under fork and spawn: the HDF5 file is opened lazily
 in the process that reads (the opening pid is recorded, and a handle inherited through fork is
@@ -34,6 +35,9 @@ class VitalDataset(torch.utils.data.Dataset):
         split: "train", "val", "test", or None for every row.
         audio: include ``"audio"`` (float32, pcm16 scaled back to full scale).
         log_mel: include ``"log_mel"``; the file must have been written with log-mels.
+        modulation: include ``"modulation"``, the dense ``(4, 32, 428)`` matrix (amount, bipolar,
+            power, stereo x sources x destinations) built from the row's sparse connections
+            (zeros for rows without modulation and for schema-1.0.0 files).
 
     The rows are fixed at construction (the file's last commit at that time).
     """
@@ -45,6 +49,7 @@ class VitalDataset(torch.utils.data.Dataset):
         *,
         audio: bool = True,
         log_mel: bool = False,
+        modulation: bool = False,
     ):
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)} or None, got {split!r}")
@@ -52,6 +57,7 @@ class VitalDataset(torch.utils.data.Dataset):
         self.split = split
         self.audio = audio
         self.log_mel = log_mel
+        self.modulation = modulation
         with DatasetReader(self.path) as reader:
             if log_mel and not reader.has_log_mel:
                 raise ValueError(f"{self.path} stores no log-mels; use log_mel=False")
@@ -77,6 +83,8 @@ class VitalDataset(torch.utils.data.Dataset):
         }
         if self.audio:
             item["audio"] = torch.from_numpy(reader.audio(row))
+        if self.modulation:
+            item["modulation"] = torch.from_numpy(reader.modulation_dense(row))
         if self.log_mel:
             item["log_mel"] = torch.from_numpy(reader.log_mel(row))
         return item

@@ -39,15 +39,23 @@ from vitalmatch.data.journal import (
     write_journal,
 )
 from vitalmatch.data.schema import (
+    ADDED_IN_1_1,
     AUDIO,
     BLOBS,
     BOOK,
     CATEGORICAL,
     CONTINUOUS,
     FLOAT16_MAX,
+    LFO_SHAPE,
     LOG_MEL,
     METADATA_COLUMNS,
+    MODULATION,
+    MODULATION_WIDTH,
+    NUM_LFOS,
     PCM16_MAX,
+    PRESET_FILE,
+    PRESET_FILE_BYTES,
+    SAMPLE,
     SPLITS,
     StorageConfig,
     build_layout,
@@ -242,6 +250,9 @@ class DatasetWriter:
         self._attrs = read_attrs(h5)
         self._ds = {name: h5[name] for name in [AUDIO, LOG_MEL, CONTINUOUS, CATEGORICAL] if name in h5}
         self._ds.update({f"metadata/{k}": h5[f"metadata/{k}"] for k in METADATA_COLUMNS})
+        self._ds.update({name: h5[name] for name in ADDED_IN_1_1 if name in h5})
+        #: False for a schema-1.0.0 file (no modulation, LFO, sample or preset-file columns)
+        self.has_modulation = MODULATION in self._ds
         a = self._ds[AUDIO]
         self.audio_format = decode_attr(a.attrs["format"])
         self.channels = decode_attr(a.attrs["channels"])
@@ -298,6 +309,10 @@ class DatasetWriter:
         split,
         preset_index,
         log_mel=None,
+        modulation=None,
+        lfo_shape=None,
+        sample=None,
+        preset_file=None,
     ) -> None:
         """Add B rows (stored at the next :meth:`commit`; nothing is kept if a check fails).
 
@@ -313,6 +328,13 @@ class DatasetWriter:
             split: B of "train", "val", "test".
             preset_index: B non-negative integers (position in the sampling stream).
             log_mel: ``(B, n_mels, frames)`` floats, required iff the file stores log-mels.
+            modulation: B arrays of shape ``(k_b, 7)`` (encoded connections,
+                :func:`vitalmatch.synth.modulation.encode`); None = no modulation.
+            lfo_shape: ``(B, 8)`` integers, indices into the file's LFO-shape table; None = zeros.
+            sample: B integers, indices into the file's sample table; None = zeros.
+            preset_file: B strings (the source ``.vital`` file); cut to 200 utf-8 bytes.
+                A schema-1.0.0 file being resumed has none of these four columns: they must
+                then be None or empty.
 
         Raises:
             ValueError: a shape, type or value does not fit (the message names the column).
@@ -330,6 +352,10 @@ class DatasetWriter:
             split=split,
             preset_index=preset_index,
             log_mel=log_mel,
+            modulation=modulation,
+            lfo_shape=lfo_shape,
+            sample=sample,
+            preset_file=preset_file,
         )
         if len(rows[AUDIO]) == 0:
             return
@@ -381,6 +407,24 @@ class DatasetWriter:
                 del group[name]
             kw = {"compression": "gzip", "compression_opts": 4} if arr.size else {}
             group.create_dataset(name, data=arr, chunks=True if arr.size else None, **kw)
+
+    def set_attr(self, name: str, value: Any) -> None:
+        """Set or replace the root attribute ``name``, for results computed after generation
+        (e.g. ``compute-weights``' importance weights); durable at the next :meth:`commit`.
+
+        ``value``: what :meth:`create`'s ``attrs`` take except dicts (store JSON as a string).
+        The write goes through the journal like rows do, so committed rows are never touched.
+        """
+        self._check_usable()
+        if isinstance(value, Mapping):
+            raise ValueError(f"attribute {name!r}: store a dict as a JSON string")
+        encoded, _ = encode_attrs({name: value})
+        json_keys = set(decode_attr(self._h5[BOOK].attrs.get("json_attrs", np.zeros(0))))
+        if name in json_keys or name + "_json" in json_keys:
+            raise ValueError(f"attribute {name!r} collides with a JSON-encoded attribute")
+        with self._guard():
+            self._h5.attrs[name] = encoded[name]
+            self._attrs[name] = decode_attr(self._h5.attrs[name])
 
     def close(self) -> None:
         """Close the file, leaving the last commit as a plain HDF5 file and no journal.
@@ -467,7 +511,13 @@ class DatasetWriter:
         for name, ds in self._ds.items():
             if ds.shape[0] != stop:
                 ds.resize(stop, axis=0)
-            ds[start:stop] = rows[name]
+            if name == MODULATION:
+                # h5py reads an object array of equal-length arrays as 2-D (it cannot broadcast
+                # (B, 0) into vlen rows): write the variable-length rows one at a time
+                for i, value in enumerate(rows[name]):
+                    ds[start + i] = value
+            else:
+                ds[start:stop] = rows[name]
 
     def _convert(self, **cols: Any) -> dict[str, np.ndarray]:
         """Check one :meth:`append` call's columns and convert them to the stored dtypes."""
@@ -539,7 +589,53 @@ class DatasetWriter:
         if bad:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {sorted(bad)[0].decode()!r}")
         out["metadata/split"] = splits
+        extra = self._convert_extras(
+            b, cols["modulation"], cols["lfo_shape"], cols["sample"], cols["preset_file"]
+        )
+        if self.has_modulation:
+            out.update(extra)
+        elif (
+            any(len(m) for m in extra[MODULATION])
+            or extra[LFO_SHAPE].any()
+            or extra[SAMPLE].any()
+            or any(extra[PRESET_FILE])
+        ):
+            raise ValueError(
+                "this dataset has schema 1.0.0, which stores no modulation, LFO shapes, samples or "
+                "preset files; write a new dataset"
+            )
         return out
+
+    def _convert_extras(self, b: int, modulation, lfo_shape, sample, preset_file) -> dict[str, np.ndarray]:
+        """The four schema-1.1.0 columns of one :meth:`append` call, checked and converted."""
+        mods = np.empty(b, dtype=object)
+        if modulation is None:
+            modulation = [()] * b
+        if len(modulation) != b:
+            raise ValueError(f"modulation must hold {b} arrays, got {len(modulation)}")
+        for i, m in enumerate(modulation):
+            arr = np.asarray(m, dtype=np.float64)
+            if arr.size == 0:
+                arr = arr.reshape(0, MODULATION_WIDTH)
+            if arr.ndim != 2 or arr.shape[1] != MODULATION_WIDTH:
+                raise ValueError(f"modulation rows must have shape (k, {MODULATION_WIDTH}), got {arr.shape}")
+            if not np.isfinite(arr).all():
+                raise ValueError("modulation values must be finite")
+            mods[i] = arr.astype(np.float32).ravel()
+        lfo = np.zeros((b, NUM_LFOS), dtype=np.int16) if lfo_shape is None else np.asarray(lfo_shape)
+        lfo = _matrix(lfo, "lfo_shape", b, NUM_LFOS, "iu")
+        if lfo.size and (lfo.min() < 0 or lfo.max() > np.iinfo(np.int16).max):
+            raise ValueError("lfo_shape values must be table indices in 0..32767")
+        smp = np.zeros(b, dtype=np.int32)
+        if sample is not None:
+            smp = _ints(sample, "sample", b, 0, 2**31 - 1, np.int32)
+        files = [""] * b if preset_file is None else preset_file
+        return {
+            MODULATION: mods,
+            LFO_SHAPE: lfo.astype(np.int16),
+            SAMPLE: smp,
+            PRESET_FILE: _strings(files, "preset_file", b, PRESET_FILE_BYTES, truncate=True),
+        }
 
 
 # --------------------------------------------------------------------------------------------
