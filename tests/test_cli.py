@@ -55,7 +55,7 @@ def test_params_tier1_lists_registry():
 
 def test_params_bad_tier():
     r = _cli("params", "--tier", "9")
-    assert r.returncode == 1 and r.stderr.strip() == "error: tier must be 1 or 2, got 9"
+    assert r.returncode == 1 and r.stderr.strip() == "error: tier must be 1, 2 or 3, got 9"
 
 
 @pytest.fixture(scope="module")

@@ -69,9 +69,9 @@ def test_bad_tier(tier):
         check_tier(tier)
 
 
-def test_tier3_is_explicitly_not_implemented():
-    with pytest.raises(ValueError, match="not implemented"):
-        check_tier(3)
+def test_tier3_is_accepted(registry):
+    assert check_tier(3) == 3
+    assert len(registry.for_tier(3)) == len(registry)
 
 
 def test_module_of():

@@ -11,14 +11,22 @@ Vital's signal flow without modulation (Tiers 1-2):
 
 * a module with an ``*_on`` switch that is off (oscillators, filters, sample, effects): all its
   other parameters are inactive;
-* an oscillator (or the sample) whose destination is a filter that is off, or an effect that is
-  off, is silent: its parameters are inactive;
+* an oscillator (or the sample) whose destination is one effect alone (CHORUS .. REVERB,
+  options 5-13) is silent, whether that effect is on or off (measured on vita 0.1.0: digital
+  silence for each of the nine, docs/vita-facts.md §8): its parameters are inactive;
 * a filter that no sounding source feeds is inactive;
 * unison settings (detune, blend, spreads, stack) do nothing with one unison voice;
 * oscillator distortion and spectral-morph amounts do nothing when their type is "None";
 * the formant controls only act on the Formant filter model;
-* LFOs, random generators, envelopes 2-6 and macros only act through the modulation matrix
-  (Tier 3), so at Tiers 1-2 they are inactive.
+* LFOs, random generators, envelopes 2-6 and macros only act through the modulation matrix.
+  Without connections (``modulation=None``, or an empty row) they are inactive. With each
+  preset's encoded connections (``modulation``: the ``(k, 7)`` rows of
+  :func:`vitalmatch.synth.modulation.encode`) such a module is active when it is the source of
+  a connection whose destination is active, found by a fixed point: a destination inside
+  another modulation-only module (``lfo_2 -> lfo_1_frequency``) counts once that module is
+  active itself. A connection with amount 0 moves nothing and counts for nothing. A destination
+  outside the registry (the ``modulation_N_amount`` / ``_power`` meta destinations) counts as
+  active: the rules err towards "active".
 
 The switches themselves (``*_on``) are always active. The rules are conservative heuristics:
 a parameter marked active may still be inaudible in a particular preset.
@@ -26,9 +34,11 @@ a parameter marked active may still be inaudible in a particular preset.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from vitalmatch.synth.params import ParamRegistry
+from vitalmatch.synth.params import ParamRegistry, module_of
 
 #: Modules that only act through modulation (inactive without a modulation matrix).
 MODULATION_ONLY = tuple(
@@ -65,8 +75,31 @@ def _option_index(registry: ParamRegistry, name: str, option: str) -> int | None
     return None
 
 
+#: Effect switch of each effect destination label of ``osc_N_destination`` / ``sample_destination``
+#: (lower case, as Vital names the options).
+_EFFECT_LABELS = {fx: f"{fx}_on" for fx in _EFFECTS} | {"fx filter": "filter_fx_on"}
+
+
+def effect_destinations(registry: ParamRegistry, name: str) -> dict[int, str]:
+    """``{option index: effect switch}`` of the options of a destination categorical
+    (``osc_N_destination``, ``sample_destination``) that feed one effect alone (CHORUS .. REVERB,
+    FX FILTER). A source routed there is silent on vita 0.1.0, even with the effect on (module
+    docstring). Empty if ``name`` is missing."""
+    if name not in registry:
+        return {}
+    out = {}
+    for i, label in enumerate(registry[name].options):
+        switch = _EFFECT_LABELS.get(label.strip().lower())
+        if switch is not None:
+            out[i] = switch
+    return out
+
+
 def activity_masks(
-    registry: ParamRegistry, continuous: np.ndarray, categorical: np.ndarray
+    registry: ParamRegistry,
+    continuous: np.ndarray,
+    categorical: np.ndarray,
+    modulation: Sequence[np.ndarray] | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Masks of the parameters that can affect each preset's audio.
 
@@ -75,6 +108,9 @@ def activity_masks(
             switches missing from it count as "on").
         continuous: ``(N, C)`` or ``(C,)`` unit-range values.
         categorical: ``(N, K)`` or ``(K,)`` option indices.
+        modulation: per preset its encoded connections, ``(k, 7)`` float rows
+            (:func:`vitalmatch.synth.modulation.encode`; one array for a single ``(C,)`` preset);
+            None = no connections anywhere (Tiers 1-2 without routings).
 
     Returns:
         ``(cont_mask, cat_mask)`` boolean arrays shaped like the inputs.
@@ -159,8 +195,8 @@ def activity_masks(
                         # A source routed to a filter that is off still passes through it.
                         reach |= rows
                     sounding &= ~rows | reach
-                elif label in _EFFECTS:
-                    sounding &= ~rows | effect_on[label]
+                elif label in _EFFECT_LABELS:
+                    sounding &= ~rows  # silent even with the effect on (module docstring)
         kill(src, ~sounding)
         # Unison, distortion and spectral morph details of oscillators.
         if src.startswith("osc_"):
@@ -198,9 +234,67 @@ def activity_masks(
         kill(fx, ~effect_on[fx])
     if "filter_fx_on" in registry:
         kill("filter_fx", ~switch("filter_fx_on"))
+    driven = _driven_modules(registry, cont_mask, cat_mask, modulation, n, single)
     for module in MODULATION_ONLY:
-        kill(module, np.ones(n, bool))
+        kill(module, ~driven[module])
 
     if single:
         return cont_mask[0], cat_mask[0]
     return cont_mask, cat_mask
+
+
+def _driven_modules(
+    registry: ParamRegistry,
+    cont_mask: np.ndarray,
+    cat_mask: np.ndarray,
+    modulation: Sequence[np.ndarray] | np.ndarray | None,
+    n: int,
+    single: bool,
+) -> dict[str, np.ndarray]:
+    """``{module: (N,) bool}``: the modulation-only modules that drive an active destination.
+
+    ``cont_mask`` / ``cat_mask`` are the masks before the modulation-only modules are killed; a
+    destination inside a modulation-only module counts only once that module is driven itself
+    (fixed point over at most one pass per module).
+    """
+    driven = {m: np.zeros(n, bool) for m in MODULATION_ONLY}
+    if modulation is None:
+        return driven
+    rows_list = [modulation] if single else list(modulation)
+    if len(rows_list) != n:
+        raise ValueError(f"modulation: expected {n} presets' connections, got {len(rows_list)}")
+    from vitalmatch.synth.modulation import ENCODED_WIDTH, destinations, sources
+
+    src_names, dst_names = sources(), destinations()
+    only = set(MODULATION_ONLY)
+    for r, rows in enumerate(rows_list):
+        arr = np.asarray(rows, dtype=np.float64).reshape(-1, ENCODED_WIDTH)
+        # (source module, destination module or None, destination active before)
+        links: list[tuple[str, str | None, bool]] = []
+        for _, s, d, amount, *_ in arr:
+            if amount == 0 or not (0 <= s < len(src_names) and 0 <= d < len(dst_names)):
+                continue
+            src_module = module_of(src_names[int(s)])
+            if src_module not in only:
+                continue  # env_1, note, velocity, ...: no parameters of their own to switch on
+            dst = dst_names[int(d)]
+            if dst in registry:
+                kind, col = registry.locate(dst)
+                before = bool((cont_mask if kind == "continuous" else cat_mask)[r, col])
+            else:
+                before = True
+            dst_module = module_of(dst)
+            links.append((src_module, dst_module if dst_module in only else None, before))
+        on: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for source_module, target_module, before in links:
+                if source_module in on or not before:
+                    continue
+                if target_module is None or target_module in on:
+                    on.add(source_module)
+                    changed = True
+        for m in on:
+            driven[m][r] = True
+    return driven

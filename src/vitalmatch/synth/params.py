@@ -64,8 +64,9 @@ _MIDI0_HZ = 8.1757989156
 #: Modules of Tier 1 (plus the wavetable choice of oscillators 1-2, which live in osc_1/osc_2).
 TIER1_MODULES = ("osc_1", "osc_2", "filter_1", "env_1", "volume")
 
-#: Highest tier implemented by the registry (Tier 3 adds the modulation matrix).
-MAX_TIER = 2
+#: Highest tier implemented (Tier 3 varies every registry parameter plus the modulation matrix and
+#: LFO shapes, which live outside the registry: :mod:`vitalmatch.synth.modulation`).
+MAX_TIER = 3
 
 _MODULE_RE = re.compile(
     r"^(osc_\d|filter_fx|filter_\d|env_\d|lfo_\d|random_\d|modulation_\d+|macro_control_\d|"
@@ -443,12 +444,23 @@ def envelope_time_raw(seconds: float) -> float:
     return max(float(seconds), 0.0) ** 0.25
 
 
+def frequency_raw(hz: float) -> float:
+    """Raw value of an Exponential-scale rate control (``lfo_N_frequency``, ``random_N_frequency``,
+    ``chorus/flanger/phaser/delay_frequency``) for a rate in Hz: ``log2(hz)`` (Vital shows the
+    period ``2**-raw`` seconds: raw 1 reads "0.5 secs")."""
+    return float(np.log2(float(hz)))
+
+
+def exponential_time_raw(seconds: float) -> float:
+    """Raw value of an Exponential-scale time control (``reverb_decay_time``, ``portamento_time``)
+    for ``seconds``: ``log2(seconds)`` (Vital shows ``2**raw`` seconds)."""
+    return float(np.log2(float(seconds)))
+
+
 def check_tier(tier: int) -> int:
     """Validate a tier number; ValueError with the allowed values otherwise."""
-    if tier == 3:
-        raise ValueError("tier 3 (modulation matrix) is not implemented yet; use --tier 1 or --tier 2")
-    if tier not in (1, 2):
-        raise ValueError(f"tier must be 1 or 2, got {tier}")
+    if isinstance(tier, bool) or tier not in (1, 2, 3):
+        raise ValueError(f"tier must be 1, 2 or 3, got {tier}")
     return tier
 
 
