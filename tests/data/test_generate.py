@@ -229,7 +229,7 @@ def _stop_when_committed(path: Path, proc: subprocess.Popen, sig: int, presets: 
     "extra, message",
     [
         (["--tier", "7"], "tier"),
-        (["--tier", "3"], "not implemented"),
+        (["--tier", "0"], "tier must be 1, 2 or 3"),
         (["-n", "0"], "-n"),
         (["-n", "-4"], "-n"),
         (["--workers", "0"], "--workers"),

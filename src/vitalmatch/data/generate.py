@@ -25,6 +25,7 @@ a refused run leaves no new file behind and never touches an existing one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -37,11 +38,13 @@ from typing import Any
 import numpy as np
 
 from vitalmatch import __version__
+from vitalmatch.data.reader import extras_of
 from vitalmatch.data.sampling import PresetSampler, SamplerConfig, preset_hash, split_of
 from vitalmatch.data.schema import StorageConfig
 from vitalmatch.data.validation import ValidationConfig, check_audio
 from vitalmatch.data.writer import DatasetWriter
 from vitalmatch.interrupts import sigint_deferred
+from vitalmatch.synth.modulation import LFO_SHAPES, destinations, sources
 from vitalmatch.synth.params import ParamRegistry, check_tier
 from vitalmatch.synth.pool import WorkerPool
 from vitalmatch.synth.render import RenderConfig, RenderEngine
@@ -65,8 +68,16 @@ class GenerateConfig:
 
     Attributes:
         output: HDF5 file to write.
-        n_presets: presets to keep (each gives one row per accepted note).
-        tier: 1 (oscillators 1-2, filter 1, envelope 1, volume) or 2 (all non-modulation).
+        n_presets: sampled presets to keep (each gives one row per accepted note); 0 with
+            ``presets`` ingests real presets only.
+        presets: folders (or files) of real ``.vital`` / ``.vitalbank`` presets to ingest before
+            the sampled ones (:mod:`vitalmatch.data.ingest`): each is parsed into registry
+            vectors, modulations, LFO shapes and its sample, and rendered from those through the
+            same engine, so the stored labels are exactly what the synth played. Files that do
+            not parse, or crash the synth, are listed in the progress record and skipped.
+        tier: 1 (oscillators 1-2, filter 1, envelope 1, volume), 2 (all non-modulation
+            parameters plus 8 fixed modulation routings) or 3 (2 plus a sparse random
+            modulation matrix and LFO shapes). Ingested presets keep all they hold.
         seed: sampling seed.
         workers: render processes.
         render, validation, storage: per-stage settings.
@@ -91,6 +102,7 @@ class GenerateConfig:
 
     output: Path
     n_presets: int
+    presets: tuple[Path, ...] = ()
     tier: int = 1
     seed: int = 0
     workers: int = 2
@@ -115,8 +127,10 @@ class GenerateConfig:
         Covers every setting the run uses (render notes, validation thresholds, storage, worker
         pool), so that :func:`generate` fails here, before it creates or opens a file."""
         check_tier(self.tier)
-        if self.n_presets <= 0:
-            raise ValueError(f"-n must be a positive number of presets, got {self.n_presets}")
+        if isinstance(self.n_presets, bool) or not isinstance(self.n_presets, int) or self.n_presets < 0:
+            raise ValueError(f"-n must be a number of presets >= 0, got {self.n_presets!r}")
+        if self.n_presets == 0 and not self.presets:
+            raise ValueError("-n must be a positive number of presets (or give --presets DIR to ingest)")
         if self.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
         bad_notes = [n for n in self.render.notes if not _is_midi_note(n)]
@@ -161,6 +175,8 @@ class GenerateConfig:
         }
         if self.notes_per_preset is not None:  # absent from older files' settings
             settings["notes_per_preset"] = self.notes_per_preset
+        if self.presets:  # absent from older and sampling-only files' settings
+            settings["presets"] = [str(Path(p).resolve()) for p in self.presets]
         return settings
 
     def notes_for(self, index: int) -> tuple[int, ...]:
@@ -193,6 +209,7 @@ def load_catalog(path: Path | None) -> WavetableCatalog:
 FAULTS_ENV = "VITALMATCH_FAULTS"
 
 _ENGINE: RenderEngine | None = None
+_TABLES: tuple[list, list] = ([], [])  # the run's LFO-shape and sample tables (see Extras)
 _VALIDATION: ValidationConfig | None = None
 _FAULTS: dict[int, str] = {}
 _FEATURES: Any = None  # FeatureConfig of the stored log-mels (--store-mels), else None
@@ -212,9 +229,12 @@ def _init_worker(
     render: RenderConfig,
     validation: ValidationConfig,
     features: Any = None,
+    lfo_table: list | None = None,
+    sample_table: list | None = None,
 ) -> None:
-    global _ENGINE, _VALIDATION, _FAULTS, _FEATURES
+    global _ENGINE, _VALIDATION, _FAULTS, _FEATURES, _TABLES
     _ENGINE = RenderEngine(ParamRegistry.from_json(registry_json), tables, render)
+    _TABLES = (list(lfo_table or LFO_SHAPES), list(sample_table or [None]))
     _VALIDATION = validation
     _FAULTS = _parse_faults(os.environ.get(FAULTS_ENV, ""))
     _FEATURES = features
@@ -236,16 +256,18 @@ def _inject_fault(index: int) -> None:
 
 
 def _render_task(
-    task: tuple[int, np.ndarray, np.ndarray, tuple[int, ...]],
+    task: tuple,
 ) -> tuple[int, list[np.ndarray | None], list[str | None], list[np.ndarray | None]]:
     """Render one preset at its notes; return the accepted audio, each note's verdict and, with
     ``--store-mels``, the accepted renders' float16 log-mels ``(n_mels, frames)`` (computed here,
-    in the worker, so that they scale with the workers)."""
-    index, cont, cat, notes = task
+    in the worker, so that they scale with the workers).
+
+    ``task`` is ``(index, continuous, categorical, notes, modulation, lfo_shape, sample)``."""
+    index, cont, cat, notes, modulation, lfo_shape, sample = task
     assert _ENGINE is not None and _VALIDATION is not None
     if _FAULTS:
         _inject_fault(index)
-    audio = _ENGINE.render(cont, cat, notes)
+    audio = _ENGINE.render(cont, cat, notes, extras_of(modulation, lfo_shape, sample, *_TABLES))
     reasons = [check_audio(a, _VALIDATION) for a in audio]
     kept = [a if r is None else None for a, r in zip(audio, reasons, strict=True)]
     mels: list[np.ndarray | None] = [None] * len(kept)
@@ -271,17 +293,102 @@ class GenerateSummary:
     rejections: dict[str, int]
     failed: int
     seconds: float
+    ingested: tuple[int, int, int] | None = None  # (kept, parsed, files that did not parse)
+    failure_reasons: dict[str, int] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         tried = max(self.next_preset, 1)
-        return [
+        out = [
             f"wrote {self.path}: {self.kept_presets} presets, {self.rows} renders",
             f"presets tried {self.next_preset}, failed (crash/timeout/error) {self.failed}",
             "renders rejected: "
             + (", ".join(f"{k} {v}" for k, v in sorted(self.rejections.items())) or "none")
             + f" (preset rejection rate {(tried - self.kept_presets) / tried:.1%})",
-            f"time {self.seconds:.1f} s",
         ]
+        if self.ingested is not None:
+            kept, parsed, unparsed = self.ingested
+            out.append(
+                f"real presets: {kept} kept of {parsed} parsed; {unparsed} files did not parse"
+                + (
+                    "; failures: " + ", ".join(f"{k} {v}" for k, v in sorted(self.failure_reasons.items()))
+                    if self.failure_reasons
+                    else ""
+                )
+                + " (listed in the file's progress record)"
+            )
+        out.append(f"time {self.seconds:.1f} s")
+        return out
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One preset to render: sampled (``source`` "synthetic") or ingested from a file."""
+
+    position: int  # in the run's stream: ingested presets first, then sampled ones
+    index: int  # preset_index column: sampling-stream index, or position in the ingested list
+    continuous: np.ndarray
+    categorical: np.ndarray
+    modulation: np.ndarray
+    lfo_shape: np.ndarray
+    sample: int
+    name: str
+    source: str
+    file: str = ""
+
+
+def _synthetic_item(preset, position: int) -> _Item:
+    return _Item(
+        position,
+        preset.index,
+        preset.continuous,
+        preset.categorical,
+        getattr(preset, "modulation", np.zeros((0, 7), np.float32)),
+        getattr(preset, "lfo_shape", np.zeros(8, np.int16)),
+        0,
+        preset.name,
+        "synthetic",
+    )
+
+
+def _ingested_item(ingested, position: int) -> _Item:
+    parsed = ingested.preset
+    return _Item(
+        position,
+        position,
+        parsed.continuous,
+        parsed.categorical,
+        parsed.modulation,
+        parsed.lfo_shape,
+        int(parsed.sample),
+        parsed.name,
+        ingested.source,
+        parsed.file,
+    )
+
+
+def _ingest_hash(plan) -> str:
+    """SHA-256 over the ingested files' names and bytes (resume must see the same files)."""
+    h = hashlib.sha256()
+    for src in plan.files:
+        h.update(src.file.encode() + b"\0")
+        h.update(hashlib.sha256(Path(src.path).read_bytes()).digest())
+    return h.hexdigest()
+
+
+def content_hash(item: _Item, catalog, wt_cols, lfo_table, sample_table) -> str:
+    """The preset's hash: its vectors, chosen wavetables, modulation, LFO shapes and sample."""
+    extra = [catalog.hashes[item.categorical[c]] for c in wt_cols]
+    if len(item.modulation) or np.any(item.lfo_shape) or item.sample:
+        blob = json.dumps(
+            [
+                np.asarray(item.modulation, dtype=np.float32).tolist(),
+                [lfo_table[int(i)] for i in item.lfo_shape],
+                sample_table[int(item.sample)],
+            ],
+            sort_keys=True,
+        )
+        extra.append(hashlib.sha256(blob.encode()).hexdigest())
+    return preset_hash(item.continuous, item.categorical, extra)
 
 
 def generate(config: GenerateConfig) -> GenerateSummary:
@@ -289,7 +396,22 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     config.check()
     t0 = time.perf_counter()
     catalog = load_catalog(config.wavetables)
-    registry = ParamRegistry.from_synth(wavetable_names=catalog.names)
+    lfo_table: list = list(LFO_SHAPES)
+    sample_table: list = [None]
+    plan = None
+    if config.presets:
+        from vitalmatch.data.ingest import ingest
+
+        plan = ingest(list(config.presets), catalog)
+        catalog, lfo_table, sample_table = plan.catalog, list(plan.lfo_shapes), list(plan.samples)
+        sample_table[0] = None  # index 0 is the init preset's white noise: nothing to write
+        registry = plan.registry
+        plan_hash = _ingest_hash(plan)
+        for line in plan.summary():
+            log.info(line)
+    else:
+        registry = ParamRegistry.from_synth(wavetable_names=catalog.names)
+    n_ingested = len(plan.presets) if plan is not None else 0
     features = None
     if config.store_mels:
         from vitalmatch.features import FeatureConfig
@@ -298,7 +420,7 @@ def generate(config: GenerateConfig) -> GenerateSummary:
 
     if config.resume:
         writer, progress = DatasetWriter.resume(config.output)
-        _check_resume(writer, config, registry, catalog)
+        _check_resume(writer, config, registry, catalog, plan_hash if plan is not None else None)
     else:
         attrs = {
             "created_by": f"vitalmatch {__version__}",
@@ -314,8 +436,12 @@ def generate(config: GenerateConfig) -> GenerateSummary:
             "registry_json": registry.to_json(),
             "wavetable_names": list(catalog.names),
             "wavetable_hashes": list(catalog.hashes),
+            "modulation_sources": list(sources()),
+            "modulation_destinations": list(destinations()),
             "settings_json": json.dumps(config.content_settings()),
         }
+        if plan is not None:
+            attrs["ingest_hash"] = plan_hash
         mel_shape = (features.n_mels, features.n_frames(config.render.n_samples)) if features else None
         writer = DatasetWriter.create(
             config.output,
@@ -329,10 +455,15 @@ def generate(config: GenerateConfig) -> GenerateSummary:
             overwrite=config.overwrite,
         )
         writer.write_blob("wavetables", catalog.to_json().encode())
+        writer.write_blob("lfo_shapes", json.dumps(lfo_table).encode())
+        writer.write_blob("samples", json.dumps(sample_table).encode())
         progress = {}
-        writer.commit(_progress(0, 0, 0, Counter(), []))
+        failed0 = [{"file": f, "reason": r} for f, r in (plan.failures if plan is not None else [])]
+        writer.commit(_progress(0, 0, 0, Counter(), failed0[:MAX_FAILED_LISTED], len(failed0)))
+        progress = writer.progress
 
     kept = int(progress.get("kept_presets", 0))
+    kept_synthetic = int(progress.get("kept_synthetic", kept if n_ingested == 0 else 0))
     next_preset = int(progress.get("next_preset", 0))
     rows = int(progress.get("rows", 0))
     rejections: Counter[str] = Counter(progress.get("rejections", {}))
@@ -341,20 +472,42 @@ def generate(config: GenerateConfig) -> GenerateSummary:
 
     sampler = PresetSampler(registry, SamplerConfig(tier=config.tier, seed=config.seed))
     wt_cols = [registry.locate(f"osc_{o}_wavetable")[1] for o in (1, 2, 3)]
-    pending: dict[int, Any] = {}
-    start = next_preset  # pool result i is preset start + i (results come in submission order)
+    pending: dict[int, _Item] = {}
+    start = next_preset  # pool result i is stream position start + i (results come in order)
+
+    def items():
+        for pos in range(start, n_ingested):
+            assert plan is not None
+            yield _ingested_item(plan.presets[pos], pos)
+        for preset in sampler.stream(max(start, n_ingested) - n_ingested):
+            yield _synthetic_item(preset, n_ingested + preset.index)
 
     def tasks():
-        for preset in sampler.stream(start):
-            pending[preset.index] = preset
-            yield preset.index, preset.continuous, preset.categorical, config.notes_for(preset.index)
+        for item in items():
+            pending[item.position] = item
+            notes = config.notes_for(item.index) if item.source == "synthetic" else config.render.notes
+            yield (
+                item.index,
+                item.continuous,
+                item.categorical,
+                notes,
+                item.modulation,
+                item.lfo_shape,
+                item.sample,
+            )
 
-    bar = _progress_bar(config, kept)
+    def done() -> bool:
+        return next_preset >= n_ingested and kept_synthetic >= config.n_presets
+
+    total = n_ingested + config.n_presets
+    bar = _progress_bar(config, min(next_preset, n_ingested) + kept_synthetic, total)
     interrupted = False
     since_commit = 0
-    streak = 0  # presets in a row without a kept one (rejected or failed), in this run
+    streak = 0  # sampled presets in a row without a kept one (rejected or failed), in this run
     streak_reasons: Counter[str] = Counter()  # why: render rejections, and "failed" presets
     try:
+        if done():
+            raise _Finished
         with WorkerPool(
             config.workers,
             initializer=_init_worker,
@@ -364,68 +517,75 @@ def generate(config: GenerateConfig) -> GenerateSummary:
                 config.render,
                 config.validation,
                 features,
+                lfo_table,
+                sample_table,
             ),
             task_timeout_s=config.task_timeout_s,
             max_tasks_per_worker=config.max_tasks_per_worker,
         ) as pool:
             for result in pool.map(_render_task, tasks()):
-                if kept >= config.n_presets:
-                    break
                 # rows, counters and the commit change together: a Ctrl-C waits for the block (while
                 # waiting for renders it raises at once), so --resume can never store a preset twice
                 with sigint_deferred():
-                    preset = pending.pop(start + result.index)
+                    item = pending.pop(start + result.index)
+                    synthetic = item.source == "synthetic"
                     kept_before = kept
+                    what = {"preset": item.index} if synthetic else {"file": item.file, "name": item.name}
                     if result.status != "ok":
                         n_failed += 1
                         streak_reasons["failed"] += 1
                         if len(failed) < MAX_FAILED_LISTED:
-                            failed.append({"preset": preset.index, "reason": result.error})
-                        log.warning("preset %d failed: %s", preset.index, result.error)
+                            failed.append({**what, "reason": result.error})
+                        log.warning("preset %s failed: %s", item.name, result.error)
                     else:
                         _, audio, reasons, mels = result.value
                         rejections.update(r for r in reasons if r)
                         streak_reasons.update(r for r in reasons if r)
+                        notes = config.notes_for(item.index) if synthetic else config.render.notes
                         good = [
-                            (note, a, m)
-                            for note, a, m in zip(config.notes_for(preset.index), audio, mels, strict=True)
-                            if a is not None
+                            (n, a, m) for n, a, m in zip(notes, audio, mels, strict=True) if a is not None
                         ]
                         if good:
-                            h = preset_hash(
-                                preset.continuous,
-                                preset.categorical,
-                                [catalog.hashes[preset.categorical[c]] for c in wt_cols],
-                            )
-                            batch = np.stack([a for _, a, _ in good])
+                            h = content_hash(item, catalog, wt_cols, lfo_table, sample_table)
+                            b = len(good)
                             writer.append(
-                                audio=batch,
-                                continuous=np.tile(preset.continuous, (len(good), 1)),
-                                categorical=np.tile(preset.categorical, (len(good), 1)),
+                                audio=np.stack([a for _, a, _ in good]),
+                                continuous=np.tile(item.continuous, (b, 1)),
+                                categorical=np.tile(item.categorical, (b, 1)),
                                 midi_note=[n for n, _, _ in good],
-                                source=["synthetic"] * len(good),
-                                tier=[config.tier] * len(good),
-                                preset_hash=[h] * len(good),
-                                preset_name=[preset.name] * len(good),
-                                split=[split_of(h, config.split)] * len(good),
-                                preset_index=[preset.index] * len(good),
+                                source=[item.source] * b,
+                                tier=[config.tier if synthetic else 3] * b,
+                                preset_hash=[h] * b,
+                                preset_name=[item.name] * b,
+                                split=[split_of(h, config.split)] * b,
+                                preset_index=[item.index] * b,
                                 log_mel=np.stack([m for _, _, m in good]) if features is not None else None,
+                                modulation=[item.modulation] * b if writer.has_modulation else None,
+                                lfo_shape=np.tile(item.lfo_shape, (b, 1)) if writer.has_modulation else None,
+                                sample=[item.sample] * b if writer.has_modulation else None,
+                                preset_file=[item.file] * b if writer.has_modulation else None,
                             )
                             kept += 1
-                            rows += len(good)
-                            if bar is not None:
-                                bar.update(1)
+                            kept_synthetic += synthetic
+                            rows += b
                         else:
                             rejections["preset_no_valid_note"] += 1
-                    next_preset = preset.index + 1
+                            if not synthetic and len(failed) < MAX_FAILED_LISTED:
+                                # listed so that the skipped file is named; a rejection, not a failure
+                                failed.append({**what, "reason": "rejected: no note passed validation"})
+                    if bar is not None and (not synthetic or kept > kept_before):
+                        bar.update(1)
+                    next_preset = item.position + 1
                     since_commit += 1
-                    if kept > kept_before:
+                    if kept > kept_before or not synthetic:
                         streak = 0
                         streak_reasons.clear()
                     else:
                         streak += 1
-                    if since_commit >= config.commit_every or kept >= config.n_presets:
-                        writer.commit(_progress(kept, next_preset, rows, rejections, failed, n_failed))
+                    if since_commit >= config.commit_every or done():
+                        writer.commit(
+                            _progress(kept, next_preset, rows, rejections, failed, n_failed, kept_synthetic)
+                        )
                         since_commit = 0
                     if bar is not None:
                         tried = next_preset
@@ -435,24 +595,51 @@ def generate(config: GenerateConfig) -> GenerateSummary:
                             failed=n_failed,
                             refresh=False,
                         )
-                if streak >= config.give_up_after:
+                if done() or streak >= config.give_up_after:
                     break  # the finally below commits what was kept
+    except _Finished:
+        pass
     except KeyboardInterrupt:
         interrupted = True
     finally:
         with sigint_deferred(deliver=False):
-            writer.commit(_progress(kept, next_preset, rows, rejections, failed, n_failed))
+            writer.commit(_progress(kept, next_preset, rows, rejections, failed, n_failed, kept_synthetic))
             writer.close()
         if bar is not None:
             bar.close()
+    ingested = None
+    why: Counter[str] = Counter()
+    if plan is not None:
+        for f in failed:
+            if "file" in f:
+                why[_reason_kind(f["reason"])] += 1
+        ingested = (kept - kept_synthetic, n_ingested, len(plan.failures))
     summary = GenerateSummary(
-        str(config.output), kept, rows, next_preset, dict(rejections), n_failed, time.perf_counter() - t0
+        str(config.output),
+        kept,
+        rows,
+        next_preset,
+        dict(rejections),
+        n_failed,
+        time.perf_counter() - t0,
+        ingested,
+        dict(why),
     )
     if interrupted:
         raise GenerationInterrupted(summary)
     if streak >= config.give_up_after:
         raise GenerationStalled(summary, streak, streak_reasons, config.validation)
     return summary
+
+
+def _reason_kind(reason: str) -> str:
+    """A failure reason without its details (counted in the summary): text before a colon or
+    parenthesis, e.g. ``"the synth crashed (SIGSEGV)"`` -> ``"the synth crashed"``."""
+    return reason.split(":")[0].split("(")[0].strip() or "unknown"
+
+
+class _Finished(Exception):
+    """Nothing left to do (a resumed run that had already finished)."""
 
 
 class GenerationInterrupted(Exception):
@@ -482,8 +669,10 @@ class GenerationStalled(RuntimeError):
         self.summary = summary
 
 
-def _progress(kept, next_preset, rows, rejections, failed, n_failed=None) -> dict[str, Any]:
-    return {
+def _progress(
+    kept, next_preset, rows, rejections, failed, n_failed=None, kept_synthetic=None
+) -> dict[str, Any]:
+    out = {
         "kept_presets": kept,
         "next_preset": next_preset,
         "rows": rows,
@@ -491,17 +680,22 @@ def _progress(kept, next_preset, rows, rejections, failed, n_failed=None) -> dic
         "failed": list(failed),
         "n_failed": len(failed) if n_failed is None else n_failed,
     }
+    if kept_synthetic is not None:
+        out["kept_synthetic"] = kept_synthetic
+    return out
 
 
-def _progress_bar(config: GenerateConfig, initial: int):
+def _progress_bar(config: GenerateConfig, initial: int, total: int):
     if not config.progress:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=config.n_presets, initial=initial, unit="preset", desc="generate", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, unit="preset", desc="generate", dynamic_ncols=True)
 
 
-def _check_resume(writer: DatasetWriter, config: GenerateConfig, registry: ParamRegistry, catalog) -> None:
+def _check_resume(
+    writer: DatasetWriter, config: GenerateConfig, registry: ParamRegistry, catalog, plan=None
+) -> None:
     attrs = writer.attrs
     stored = (
         json.loads(attrs["settings_json"])
@@ -526,3 +720,9 @@ def _check_resume(writer: DatasetWriter, config: GenerateConfig, registry: Param
     ):
         writer.close()
         raise ValueError(f"{config.output} was generated with another wavetable catalog or synth version")
+    if plan is not None and attrs.get("ingest_hash") != plan:
+        writer.close()
+        raise ValueError(
+            f"{config.output} was generated from other preset files (the --presets folders changed); "
+            "resume needs the same files"
+        )

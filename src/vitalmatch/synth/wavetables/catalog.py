@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +122,14 @@ class WavetableCatalog:
         if content_hash not in self._by_hash:
             raise KeyError(f"no wavetable with hash {content_hash[:12]}...")
         return self._by_hash[content_hash]
+
+    def extended(self, tables: Iterable[tuple[dict, str, str]]) -> WavetableCatalog:
+        """A copy of this catalog (unchanged) with ``(table, name, origin)`` items appended in order
+        as custom tables, deduplicated by content hash (a table already present bumps its count)."""
+        out = copy.deepcopy(self)
+        for table, name, origin in tables:
+            out.add(table, name=name, origin=origin, custom=True)
+        return out
 
     def to_json(self) -> str:
         """``{"format", "version", "entries": [...]}`` with one entry per line (stable bytes)."""
