@@ -2,16 +2,22 @@
 
 Usage::
 
-    python benchmarks/generate_throughput.py [--presets 80] [--tier 1] [--out benchmarks/results]
+    python benchmarks/generate_throughput.py [--presets 80] [--tier 1|2|3] [--notes 48,60,72]
+        [--only-ratio] [--large 1000] [--out benchmarks/results]
+
+``--only-ratio`` measures just the bare loop, the engine loop and the 1-worker pipeline (the
+per-worker goal); ``--large N`` adds one 2-worker run of N kept presets and reports its time,
+presets/s, rejections by reason and stored bytes per row (audio, parameters, modulation).
 
 What it measures, on the same Tier-1 presets (the first P presets of seed 0's stream, where P
 is the number of presets the 1-worker pipeline tried):
 
 1. a *bare loop*: one ``vita.Synth`` in this process; per preset ``load_json`` of the preset with
-   its wavetables, set every control, render each note. No flushing, validation, IPC or storage.
+   its wavetables (and, at Tiers 2-3, its modulations and LFO shapes), set every control, render
+   each note. No flushing, validation, IPC or storage, and not reproducible.
 2. an *engine loop*: the same renders through ``RenderEngine`` in this process, i.e. the bare
-   loop plus the work that makes renders reproducible (a fresh synth per preset, settling,
-   flushing before each note), without workers, validation or storage.
+   loop plus the work that makes renders reproducible (a child forked from a template synth per
+   preset, settling, flushing before each note), without workers, validation or storage.
 3. the *pipeline* (``vitalmatch.data.generate``) with 1 worker, then with 2 workers, writing HDF5
    with the default storage (pcm16 mono); and with 1 worker and ``--reuse-synth`` (one synth per
    worker, not bit-reproducible). Pipeline times exclude worker start-up (reported separately)
@@ -45,7 +51,7 @@ from vitalmatch.data.reader import DatasetReader, audio_bytes_per_row
 from vitalmatch.data.sampling import PresetSampler, SamplerConfig
 from vitalmatch.data.schema import StorageConfig
 from vitalmatch.synth.params import ParamRegistry
-from vitalmatch.synth.render import RenderConfig, RenderEngine
+from vitalmatch.synth.render import NO_FORK_ENV, RenderConfig, RenderEngine
 
 
 def bare_loop(registry, tables, render: RenderConfig, presets) -> tuple[float, list[np.ndarray]]:
@@ -60,7 +66,7 @@ def bare_loop(registry, tables, render: RenderConfig, presets) -> tuple[float, l
     out = []
     t0 = time.perf_counter()
     for p in presets:
-        preset = engine.preset_json(p.continuous, p.categorical)
+        preset = engine.preset_json(p.continuous, p.categorical, _extras(p))
         synth.load_json(json.dumps(preset))
         for s in specs:
             handles[s.name].set(preset["settings"][s.name])
@@ -78,8 +84,13 @@ def engine_loop(registry, tables, render: RenderConfig, presets) -> float:
     engine = RenderEngine(registry, tables, render)
     t0 = time.perf_counter()
     for p in presets:
-        engine.render(p.continuous, p.categorical)
+        engine.render(p.continuous, p.categorical, extras=_extras(p))
     return time.perf_counter() - t0
+
+
+def _extras(preset):
+    """The preset's modulations and LFO shapes (Tiers 2-3), None at Tier 1."""
+    return preset.extras() if hasattr(preset, "extras") else None
 
 
 def run_pipeline(path: Path, n: int, workers: int, tier: int, render: RenderConfig) -> dict:
@@ -180,13 +191,119 @@ def storage_sizes(audio: list[np.ndarray], tmp: Path) -> dict[str, float]:
     return sizes
 
 
+def large_run(n: int, tier: int, render: RenderConfig, tmp: Path) -> dict:
+    """One 2-worker run of ``n`` kept presets: time, rates, rejections, bytes per row."""
+    path = tmp / f"large_t{tier}.h5"
+    t0 = time.perf_counter()
+    summary = generate(
+        GenerateConfig(output=path, n_presets=n, tier=tier, workers=2, render=render, progress=False)
+    )
+    seconds = time.perf_counter() - t0
+    with h5py.File(path, "r") as f:
+        stored = {
+            name: f[name].id.get_storage_size() / max(summary.rows, 1)
+            for name in ("audio/waveforms", "params/continuous", "params/categorical", "params/modulation")
+        }
+        heap = sum(len(r) * 4 for r in f["params/modulation"][()]) / max(summary.rows, 1)
+        connections = np.mean([len(r) / 7 for r in f["params/modulation"][()]])
+    stored["params/modulation (vlen heap values)"] = heap
+    file_bytes = path.stat().st_size
+    tried = summary.next_preset
+    return {
+        "kept": summary.kept_presets,
+        "tried": tried,
+        "rows": summary.rows,
+        "seconds": seconds,
+        "presets_per_s": summary.kept_presets / seconds,
+        "renders_per_s": summary.rows / seconds,
+        "preset_rejection_rate": (tried - summary.kept_presets) / max(tried, 1),
+        "rejections": summary.rejections,
+        "failed": summary.failed,
+        "mean_connections_per_row": float(connections),
+        "stored_bytes_per_row": stored,
+        "file_bytes_per_row": file_bytes / max(summary.rows, 1),
+    }
+
+
+def only_ratio(args, render: RenderConfig) -> None:
+    """The per-worker goal alone: pipeline (1 worker) / bare loop on the same presets."""
+    n_small = max(4, args.presets // 8)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        one = steady_rate(1, args.tier, render, n_small, args.presets, tmp)
+        os.environ[NO_FORK_ENV] = "1"  # the workers inherit it: a fresh synth per preset
+        try:
+            (tmp / "fresh").mkdir()
+            fresh = steady_rate(1, args.tier, render, n_small, args.presets, tmp / "fresh")
+        finally:
+            del os.environ[NO_FORK_ENV]
+        tried = one["big"]["presets_tried"]
+        catalog = load_catalog(None)
+        registry = ParamRegistry.from_synth(wavetable_names=catalog.names)
+        sampler = PresetSampler(registry, SamplerConfig(tier=args.tier, seed=0))
+        presets = [sampler.preset(i) for i in range(tried)]
+        tables = [e.table for e in catalog]
+        bare_rate = tried / bare_loop(registry, tables, render, presets)[0]
+        engine_rate = tried / engine_loop(registry, tables, render, presets)
+        large = large_run(args.large, args.tier, render, tmp) if args.large else None
+    result = {
+        "tier": args.tier,
+        "presets": tried,
+        "notes": list(render.notes),
+        "bare_presets_per_s": bare_rate,
+        "engine_loop_presets_per_s": engine_rate,
+        "pipeline_1w_presets_per_s": one["presets_per_s"],
+        "ratio_pipeline1_over_bare": one["presets_per_s"] / bare_rate,
+        "ratio_pipeline1_over_engine_loop": one["presets_per_s"] / engine_rate,
+        "ratio_engine_loop_over_bare": engine_rate / bare_rate,
+        "pipeline_1w_fresh_synth_presets_per_s": fresh["presets_per_s"],
+        "ratio_pipeline1_fresh_synth_over_bare": fresh["presets_per_s"] / bare_rate,
+        "ratio_fork_over_fresh_synth": one["presets_per_s"] / fresh["presets_per_s"],
+        "large": large,
+    }
+    print(
+        f"presets: {tried} (tier {args.tier}, notes {list(render.notes)}, "
+        f"{render.render_duration_s} s renders)"
+    )
+    print(f"bare loop            {bare_rate:6.2f} presets/s")
+    print(f"engine loop          {engine_rate:6.2f} presets/s   ratio to bare {engine_rate / bare_rate:.2f}")
+    print(
+        f"pipeline, 1 worker   {one['presets_per_s']:6.2f} presets/s   ratio to bare  "
+        f"{result['ratio_pipeline1_over_bare']:.2f}  (goal >= 0.85)"
+    )
+    print(
+        f"pipeline, 1 w, fresh synth per preset (before issue 17) {fresh['presets_per_s']:6.2f} presets/s"
+        f"   ratio to bare {result['ratio_pipeline1_fresh_synth_over_bare']:.2f}; "
+        f"fork / fresh synth {result['ratio_fork_over_fresh_synth']:.2f}"
+    )
+    if large:
+        print(
+            f"large run, 2 workers: {large['kept']} presets ({large['rows']} renders) "
+            f"in {large['seconds']:.0f} s, "
+            f"{large['presets_per_s']:.2f} presets/s; preset rejection {large['preset_rejection_rate']:.1%}, "
+            f"failed {large['failed']}; rejected renders {large['rejections']}"
+        )
+        print(f"  connections per row {large['mean_connections_per_row']:.2f}; stored bytes per row:")
+        for k, v in large["stored_bytes_per_row"].items():
+            print(f"    {k:40} {v:10.1f}")
+        print(f"  whole file per row {large['file_bytes_per_row']:.0f} bytes")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"generate_throughput_t{args.tier}.json").write_text(json.dumps(result, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--presets", type=int, default=80, help="presets kept in the long pipeline runs")
     ap.add_argument("--tier", type=int, default=1)
+    ap.add_argument("--notes", default="48,60,72", help="MIDI notes per preset, comma-separated")
+    ap.add_argument("--only-ratio", action="store_true", help="only the per-worker goal (and --large)")
+    ap.add_argument("--large", type=int, default=0, help="also one 2-worker run of this many presets")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args()
-    render = RenderConfig()
+    render = RenderConfig(notes=tuple(int(n) for n in args.notes.split(",")))
+    if args.only_ratio:
+        only_ratio(args, render)
+        return
     n_small = max(4, args.presets // 8)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -201,6 +318,7 @@ def main() -> None:
         bare_s, audio = bare_loop(registry, [e.table for e in catalog], render, presets)
         bare_rate = tried / bare_s
         engine_rate = tried / engine_loop(registry, [e.table for e in catalog], render, presets)
+        large = large_run(args.large, args.tier, render, tmp) if args.large else None
         with DatasetReader(tmp / "big1.h5") as ds:
             pipe_bytes = audio_bytes_per_row(tmp / "big1.h5")
             rows = len(ds)
@@ -226,15 +344,14 @@ def main() -> None:
         "pipeline_audio_bytes_per_row": pipe_bytes,
         "bytes_ratio_vs_float32_stereo_gzip4": pipe_bytes / ref,
         "storage_bytes_per_row": sizes,
+        "large": large,
     }
     print(
         f"presets: {tried} (tier {args.tier}, notes {list(render.notes)}, "
         f"{render.render_duration_s} s renders)"
     )
     print(f"bare loop            {bare_rate:6.2f} presets/s")
-    print(
-        f"engine loop          {engine_rate:6.2f} presets/s   (+ fresh synth, settling, flushes; in-process)"
-    )
+    print(f"engine loop          {engine_rate:6.2f} presets/s   (+ fork, settling, flushes; in-process)")
     print(
         f"pipeline, 1 worker   {one['presets_per_s']:6.2f} presets/s   ratio to bare  "
         f"{result['ratio_pipeline1_over_bare']:.2f}  (goal >= 0.85)"

@@ -75,7 +75,13 @@ checkpoint_option = click.option(
 
 # ---------------------------------------------------------------------------------------- params
 @cli.command("params")
-@click.option("--tier", type=int, default=1, show_default=True, help="1 or 2.")
+@click.option(
+    "--tier",
+    type=int,
+    default=1,
+    show_default=True,
+    help="1, 2 or 3 (3 adds the modulation matrix, outside the registry).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
 def params_cmd(tier: int, as_json: bool) -> None:
     """List the parameters a tier varies, discovered from the live synth."""
@@ -182,21 +188,56 @@ def _generate_settings():
 
 @stage("generate", _generate_settings)
 @click.option(
-    "-n", "n_presets", type=int, required=True, help="Presets to keep (each gives one render per note)."
+    "-n",
+    "n_presets",
+    type=int,
+    default=None,
+    help="Sampled presets to keep (each gives one render per note); may be 0 with --presets.",
 )
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="HDF5 file to write.")
+@click.option(
+    "--presets",
+    "preset_dirs",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Folder or file of real .vital/.vitalbank presets to ingest (--presets A B, or repeated).",
+)
+@click.argument("more_presets", nargs=-1, type=click.Path(path_type=Path), metavar="[DIR]...")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run (same options).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
-def generate_cmd(n_presets: int, output: Path, resume: bool, overwrite: bool, settings: dict) -> None:
-    """Render random presets of a tier into an HDF5 dataset (crash-proof, resumable)."""
+def generate_cmd(
+    n_presets: int | None,
+    output: Path,
+    preset_dirs: tuple[Path, ...],
+    more_presets: tuple[Path, ...],
+    resume: bool,
+    overwrite: bool,
+    settings: dict,
+) -> None:
+    """Render random presets of a tier, and real presets from folders, into an HDF5 dataset
+    (crash-proof, resumable)."""
     import dataclasses
 
     from vitalmatch.data.generate import GenerateConfig, generate
 
+    if more_presets and not preset_dirs:
+        raise click.UsageError(
+            f"unexpected argument {str(more_presets[0])!r} (preset folders follow --presets)"
+        )
+    presets = tuple(preset_dirs) + tuple(more_presets)
+    for folder in presets:
+        if not folder.exists():
+            raise click.UsageError(f"--presets: {folder} does not exist")
+    if n_presets is None:
+        if not presets:
+            raise click.UsageError(
+                "give -n N (presets to sample), --presets DIR (presets to ingest), or both"
+            )
+        n_presets = 0
     wavetables = settings.get("wavetables")
     if wavetables is not None and not Path(wavetables).is_file():
         raise click.UsageError(f"wavetable catalog {wavetables} does not exist")
-    fixed = dict(output=output, n_presets=n_presets, resume=resume, overwrite=overwrite)
+    fixed = dict(output=output, n_presets=n_presets, resume=resume, overwrite=overwrite, presets=presets)
     config = from_dict(GenerateConfig, settings, source="options", fixed=fixed)
     # pcm16 stores up to the clipping threshold without clipping it again
     storage = dataclasses.replace(config.storage, full_scale=max(1.0, config.validation.clip_peak))
@@ -226,6 +267,87 @@ def inspect_cmd(path: Path, export_wav: Path | None, k: int, as_json: bool) -> N
     if export_wav is not None:
         for f in export_wavs(path, export_wav, k):
             click.echo(f"wrote {f}")
+
+
+# ------------------------------------------------------------------------------- download-presets
+def _download_settings():
+    from vitalmatch.data.download import DownloadConfig
+
+    return DownloadConfig, (
+        Flag("max_download_mb"),
+        Flag("max_extracted_mb"),
+        Flag("max_files"),
+        Flag("timeout_s", "--timeout"),
+    )
+
+
+@stage("download-presets", _download_settings)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder: one subfolder per repository.",
+)
+@click.option(
+    "--repo",
+    "repos",
+    multiple=True,
+    help="Git or http(s) .zip/.tar.gz/.tgz/.tar URL (repeatable; default: --list).",
+)
+@click.option("--list", "list_only", is_flag=True, help="Print the default repositories and exit.")
+def download_presets_cmd(
+    output: Path | None, repos: tuple[str, ...], list_only: bool, settings: dict
+) -> None:
+    """Download public Vital preset repositories, keeping presets, banks, wavetables and licences.
+
+    Exit status 0 while at least one repository is ok or already complete (failures are listed), 1
+    when every one failed.
+    """
+    from vitalmatch.data.download import (
+        DEFAULT_SOURCES,
+        DownloadConfig,
+        download_presets,
+        sources_from_urls,
+        summary_lines,
+    )
+
+    if list_only:
+        for source in DEFAULT_SOURCES:
+            click.echo(source.line())
+        return
+    if output is None:
+        raise click.UsageError("missing option -o/--output")
+    config = from_dict(DownloadConfig, settings, source="options")
+    sources = sources_from_urls(repos) if repos else DEFAULT_SOURCES
+    results = download_presets(
+        output, sources, config, progress=lambda s: click.echo(f"{s.name}: fetching {s.url}", err=True)
+    )
+    for line in summary_lines(results):
+        click.echo(line)
+    if results and all(r.status == "failed" for r in results):
+        raise ValueError(f"all {len(results)} repositories failed (reasons above)")
+
+
+# -------------------------------------------------------------------------------- compute-weights
+def _importance_settings():
+    from vitalmatch.data.importance import ImportanceConfig
+
+    return ImportanceConfig, fields_as_flags(ImportanceConfig, skip=("data", "overwrite"))
+
+
+@stage("compute-weights", _importance_settings)
+@click.argument("data", metavar="DATA.h5", type=click.Path(path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace importance weights the file already has.")
+def compute_weights_cmd(data: Path, overwrite: bool, settings: dict) -> None:
+    """Measure how much each continuous parameter changes the sound (renders with it moved by
+    +-delta from base presets of the file) and store the weights in the dataset for train."""
+    from vitalmatch.data.importance import ImportanceConfig, compute_weights
+
+    fixed = dict(data=data, overwrite=overwrite)
+    config = from_dict(ImportanceConfig, settings, source="options", fixed=fixed)
+    for line in compute_weights(config).lines():
+        click.echo(line)
 
 
 # ---------------------------------------------------------------------------------------- train
