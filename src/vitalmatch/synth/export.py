@@ -190,14 +190,21 @@ def read_vital(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path} is not a Vital preset (JSON nested too deeply)") from None
     except OSError as e:
         raise ValueError(f"{path}: cannot read ({e.strerror})") from None
+    return check_vital_preset(preset, str(path))
+
+
+def check_vital_preset(preset: object, where: str) -> dict:
+    """``preset`` (parsed JSON) if it is a Vital preset the engine loads, else ValueError (one
+    line, naming ``where``): it needs ``settings`` and a ``synth_version`` string no newer than
+    :data:`VITA_ENGINE_VERSION`'s feature version."""
     if not isinstance(preset, dict) or not isinstance(preset.get("settings"), dict):
-        raise ValueError(f"{path} is not a Vital preset (no settings)")
+        raise ValueError(f"{where} is not a Vital preset (no settings)")
     version = preset.get("synth_version")
     if not isinstance(version, str):
-        raise ValueError(f"{path} is not a Vital preset (no synth_version string)")
+        raise ValueError(f"{where} is not a Vital preset (no synth_version string)")
     if not app_loads_version(version, VITA_ENGINE_VERSION):
         raise ValueError(
-            f"{path} was made by Vital {version}, newer than this synth engine understands "
+            f"{where} was made by Vital {version}, newer than this synth engine understands "
             f"(up to {feature_version(VITA_ENGINE_VERSION)})"
         )
     return preset

@@ -60,7 +60,7 @@ from typing import TypeGuard
 
 import numpy as np
 
-from vitalmatch.synth.export import VITA_ENGINE_VERSION, app_loads_version, feature_version, read_vital
+from vitalmatch.synth.export import check_vital_preset, read_vital
 from vitalmatch.synth.modulation import (
     LFO_SHAPES,
     MAX_SLOTS,
@@ -197,21 +197,6 @@ class PresetFile:
     preset: dict
 
 
-def _check_preset(preset: object, where: str) -> dict:
-    """The checks of :func:`~vitalmatch.synth.export.read_vital` on parsed JSON (ValueError, one line)."""
-    if not isinstance(preset, dict) or not isinstance(preset.get("settings"), dict):
-        raise ValueError(f"{where} is not a Vital preset (no settings)")
-    version = preset.get("synth_version")
-    if not isinstance(version, str):
-        raise ValueError(f"{where} is not a Vital preset (no synth_version string)")
-    if not app_loads_version(version, VITA_ENGINE_VERSION):
-        raise ValueError(
-            f"{where} was made by Vital {version}, newer than this synth engine understands "
-            f"(up to {feature_version(VITA_ENGINE_VERSION)})"
-        )
-    return preset
-
-
 def preset_from_bytes(data: bytes, where: str) -> dict:
     """Parse a ``.vital`` file's bytes (e.g. a bank member) with the checks of
     :func:`~vitalmatch.synth.export.read_vital`; ``where`` names it in the error.
@@ -226,7 +211,7 @@ def preset_from_bytes(data: bytes, where: str) -> dict:
         raise ValueError(f"{where} is not a Vital preset (not JSON: {e.__class__.__name__})") from None
     except RecursionError:
         raise ValueError(f"{where} is not a Vital preset (JSON nested too deeply)") from None
-    return _check_preset(preset, where)
+    return check_vital_preset(preset, where)
 
 
 def _without_prefix(message: str, where: str) -> str:
@@ -718,6 +703,6 @@ def to_vectors(
         ValueError: (one line) an unusable wavetable, or one missing from ``catalog``.
     """
     if not isinstance(preset, PresetFile):
-        preset = PresetFile(name, file, _check_preset(preset, name or "the preset"))
+        preset = PresetFile(name, file, check_vital_preset(preset, name or "the preset"))
     tables = PresetTables(catalog) if tables is None else tables
     return finish_preset(stage_preset(preset, tables), registry, catalog)
