@@ -265,9 +265,8 @@ def _all_effects_on(registry, cont, cat):
 
 
 def test_renders_with_every_effect_on_are_bit_identical_across_engines_and_history(registry, tables, presets):
-    """Chorus, flanger, delay, reverb and the rest draw from generators in the process: a synth
-    reused (or even a fresh synth in the same process) renders them differently each time; the
-    forked render from a never-played template does not."""
+    """A synth reused renders every effect differently each time (voice and effect state left
+    over); the forked render from a never-played template does not."""
     cfg = RenderConfig(notes=(60,), note_duration_s=0.3, render_duration_s=0.6)
     wet = [_all_effects_on(registry, p.continuous, p.categorical) for p in presets[:3]]
     a = RenderEngine(registry, tables, cfg)

@@ -20,13 +20,16 @@ kills only that worker, see :mod:`vitalmatch.synth.pool`). Per preset it
 Reproducibility. Vital smooths some per-voice values (oscillator level and phase among them)
 and each voice of its pool keeps its smoothed state from its last use; the voices rotate, so
 the first ~50 ms of a render depend on the presets rendered before it (measured: up to 0.6 of
-full scale; no length of priming render, nor polyphony 1, removes it). Chorus, flanger, delay,
-reverb, the random sources and random oscillator phases also draw from generators whose state
-lives in the process, so even a fresh ``vita.Synth`` per preset renders a real preset
-differently each time (measured on shared presets: up to 1.39 of full scale apart).
+full scale; no length of priming render, nor polyphony 1, removes it). A reused synth also
+renders every effect differently each time (reverb 0.047, compressor 0.14 apart), and the random
+LFOs (``random_1..4``: 0.23), the note-on ``random`` source and the init preset's noise sample
+draw from generators whose state lives in the process, so even a fresh ``vita.Synth`` per preset
+renders a real preset differently each time (measured on shared presets: up to 1.39 of full
+scale apart; per effect and source: ``benchmarks/determinism.py``).
 With ``RenderConfig.reproducible`` (the default) :meth:`RenderEngine.render` therefore renders
 each preset in a child process forked from a *template*: a synth built once and never played
-(Linux ``fork``: copy-on-write, ~10 ms against ~40-70 ms for a new synth). Every preset then
+(Linux ``fork``: copy-on-write; 8-15 ms plus the pages the child writes, about what a new synth
+costs). Every preset then
 starts from the same memory, generators included, so renders are bit-identical across engines,
 processes and histories, with every effect on and for real presets too
 (``tests/synth/test_render.py``). A crash of the synth in the child costs that preset only
