@@ -295,6 +295,7 @@ class GenerateSummary:
     seconds: float
     ingested: tuple[int, int, int] | None = None  # (kept, parsed, files that did not parse)
     failure_reasons: dict[str, int] = field(default_factory=dict)
+    ingest_report: tuple[str, ...] = ()  # what parsing found (IngestPlan.summary)
 
     def lines(self) -> list[str]:
         tried = max(self.next_preset, 1)
@@ -307,15 +308,11 @@ class GenerateSummary:
         ]
         if self.ingested is not None:
             kept, parsed, unparsed = self.ingested
-            out.append(
-                f"real presets: {kept} kept of {parsed} parsed; {unparsed} files did not parse"
-                + (
-                    "; failures: " + ", ".join(f"{k} {v}" for k, v in sorted(self.failure_reasons.items()))
-                    if self.failure_reasons
-                    else ""
-                )
-                + " (listed in the file's progress record)"
-            )
+            why = ", ".join(f"{k} {v}" for k, v in sorted(self.failure_reasons.items()))
+            listed = f"; not kept: {why} (listed in the file's progress record)" if why else ""
+            line = f"real presets: {kept} kept of {parsed} parsed; {unparsed} files did not parse{listed}"
+            out.append(line)
+            out.extend(self.ingest_report)
         out.append(f"time {self.seconds:.1f} s")
         return out
 
@@ -624,6 +621,7 @@ def generate(config: GenerateConfig) -> GenerateSummary:
         time.perf_counter() - t0,
         ingested,
         dict(why),
+        tuple(plan.summary(max_failures=5)) if plan is not None else (),
     )
     if interrupted:
         raise GenerationInterrupted(summary)
