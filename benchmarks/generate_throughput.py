@@ -5,6 +5,10 @@ Usage::
     python benchmarks/generate_throughput.py [--presets 80] [--tier 1|2|3] [--notes 48,60,72]
         [--only-ratio] [--large 1000] [--out benchmarks/results]
 
+``--reset-costs`` measures, interleaved in this process on the same presets, what each way of
+starting a preset from a clean state adds to the bare loop: the fork (with and without the 1-s
+settling render) and a fresh ``vita.Synth`` per preset.
+
 ``--only-ratio`` measures just the bare loop, the engine loop and the 1-worker pipeline (the
 per-worker goal); ``--large N`` adds one 2-worker run of N kept presets and reports its time,
 presets/s, rejections by reason and stored bytes per row (audio, parameters, modulation).
@@ -191,6 +195,50 @@ def storage_sizes(audio: list[np.ndarray], tmp: Path) -> dict[str, float]:
     return sizes
 
 
+def reset_costs(tier: int, render: RenderConfig, n: int = 12, rounds: int = 2) -> dict[str, float]:
+    """ms per preset of the bare loop and of each reset, measured interleaved (preset by preset,
+    each way in turn) so that the machine's drift hits them alike."""
+    catalog = load_catalog(None)
+    registry = ParamRegistry.from_synth(wavetable_names=catalog.names)
+    tables = [e.table for e in catalog]
+    sampler = PresetSampler(registry, SamplerConfig(tier=tier, seed=0))
+    presets = [sampler.preset(i) for i in range(n)]
+    fork = RenderEngine(registry, tables, render)
+    no_settle = RenderEngine(registry, tables, replace(render, settle_duration_s=0.0))
+    reused = RenderEngine(registry, tables, replace(render, reproducible=False))
+
+    def bare(p) -> None:
+        preset = reused.preset_json(p.continuous, p.categorical, _extras(p))
+        reused.synth.load_json(json.dumps(preset))
+        for name, handle in reused._controls:
+            handle.set(preset["settings"][name])
+        for note in render.notes:
+            reused.synth.render(note, render.velocity, render.note_duration_s, render.render_duration_s)
+
+    def fresh(p) -> None:
+        reused._new_synth()
+        bare(p)
+
+    ways = {
+        "bare loop": bare,
+        "fork (engine default)": lambda p: fork.render(p.continuous, p.categorical, extras=_extras(p)),
+        "fork, no settling": lambda p: no_settle.render(p.continuous, p.categorical, extras=_extras(p)),
+        "fresh synth + bare loop": fresh,
+    }
+    total = dict.fromkeys(ways, 0.0)
+    for _ in range(rounds):
+        for p in presets:
+            for name, way in ways.items():
+                t0 = time.perf_counter()
+                way(p)
+                total[name] += time.perf_counter() - t0
+    ms = {k: 1e3 * v / (rounds * n) for k, v in total.items()}
+    print(f"ms per preset, interleaved, tier {tier}, notes {list(render.notes)} ({n} presets x {rounds}):")
+    for k, v in ms.items():
+        print(f"  {k:26} {v:7.1f}   (+{v - ms['bare loop']:.1f} over the bare loop)")
+    return ms
+
+
 def large_run(n: int, tier: int, render: RenderConfig, tmp: Path) -> dict:
     """One 2-worker run of ``n`` kept presets: time, rates, rejections, bytes per row."""
     path = tmp / f"large_t{tier}.h5"
@@ -298,9 +346,15 @@ def main() -> None:
     ap.add_argument("--notes", default="48,60,72", help="MIDI notes per preset, comma-separated")
     ap.add_argument("--only-ratio", action="store_true", help="only the per-worker goal (and --large)")
     ap.add_argument("--large", type=int, default=0, help="also one 2-worker run of this many presets")
+    ap.add_argument("--reset-costs", action="store_true", help="only the interleaved reset costs")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args()
     render = RenderConfig(notes=tuple(int(n) for n in args.notes.split(",")))
+    if args.reset_costs:
+        ms = reset_costs(args.tier, render)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"reset_costs_t{args.tier}.json").write_text(json.dumps(ms, indent=2))
+        return
     if args.only_ratio:
         only_ratio(args, render)
         return
