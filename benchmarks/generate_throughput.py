@@ -93,8 +93,8 @@ def engine_loop(registry, tables, render: RenderConfig, presets) -> float:
 
 
 def _extras(preset):
-    """The preset's modulations and LFO shapes (Tiers 2-3), None at Tier 1."""
-    return preset.extras() if hasattr(preset, "extras") else None
+    """The preset's modulations and LFO shapes (Tiers 2-3; empty at Tier 1)."""
+    return preset.extras()
 
 
 def run_pipeline(path: Path, n: int, workers: int, tier: int, render: RenderConfig) -> dict:
