@@ -215,7 +215,8 @@ _FAULTS: dict[int, str] = {}
 _FEATURES: Any = None  # FeatureConfig of the stored log-mels (--store-mels), else None
 
 
-def _parse_faults(text: str) -> dict[int, str]:
+def parse_faults(text: str) -> dict[int, str]:
+    """``{index: kind}`` from a fault switch such as ``"crash:3,7;hang:5"`` (tests only)."""
     faults: dict[int, str] = {}
     for part in filter(None, text.split(";")):
         kind, _, indices = part.partition(":")
@@ -236,7 +237,7 @@ def _init_worker(
     _ENGINE = RenderEngine(ParamRegistry.from_json(registry_json), tables, render)
     _TABLES = (list(lfo_table or LFO_SHAPES), list(sample_table or [None]))
     _VALIDATION = validation
-    _FAULTS = _parse_faults(os.environ.get(FAULTS_ENV, ""))
+    _FAULTS = parse_faults(os.environ.get(FAULTS_ENV, ""))
     _FEATURES = features
     if features is not None:
         import torch
@@ -692,7 +693,11 @@ def _progress_bar(config: GenerateConfig, initial: int, total: int):
 
 
 def _check_resume(
-    writer: DatasetWriter, config: GenerateConfig, registry: ParamRegistry, catalog, plan=None
+    writer: DatasetWriter,
+    config: GenerateConfig,
+    registry: ParamRegistry,
+    catalog,
+    ingest_hash: str | None = None,
 ) -> None:
     attrs = writer.attrs
     stored = (
@@ -718,7 +723,7 @@ def _check_resume(
     ):
         writer.close()
         raise ValueError(f"{config.output} was generated with another wavetable catalog or synth version")
-    if plan is not None and attrs.get("ingest_hash") != plan:
+    if ingest_hash is not None and attrs.get("ingest_hash") != ingest_hash:
         writer.close()
         raise ValueError(
             f"{config.output} was generated from other preset files (the --presets folders changed); "

@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 
+from vitalmatch.data.generate import parse_faults
 from vitalmatch.data.reader import DatasetReader
 from vitalmatch.data.writer import DatasetWriter
 from vitalmatch.interrupts import sigint_deferred
@@ -199,13 +200,7 @@ _FAULTS: dict[int, str] = {}
 def _init_worker(registry_json: str, tables: list[dict], render: RenderConfig) -> None:
     global _ENGINE, _FAULTS
     _ENGINE = RenderEngine(ParamRegistry.from_json(registry_json), tables, render)
-    _FAULTS = {
-        int(i): kind
-        for part in filter(None, os.environ.get(FAULTS_ENV, "").split(";"))
-        for kind, _, ids in [part.partition(":")]
-        for i in ids.split(",")
-        if i.strip()
-    }
+    _FAULTS = parse_faults(os.environ.get(FAULTS_ENV, ""))
 
 
 def _render_mono(cont: np.ndarray, cat: np.ndarray, note: int, extras=None) -> np.ndarray | None:
