@@ -1,4 +1,5 @@
-"""Evaluation end to end: a tiny dataset, a tiny model, two real presets, every baseline."""
+"""Evaluation end to end: a tiny dataset, a tiny model, two real presets, every baseline; and the
+metrics of one render, with and without level matching."""
 
 from __future__ import annotations
 
@@ -8,17 +9,18 @@ import sys
 
 import numpy as np
 
-from tests.processes import run_cli
+from tests.processes import cli_in_process, run_cli
 from tests.vital_app import assert_app_loads
 from vitalmatch.data.reader import DatasetReader
-from vitalmatch.evaluate import EvaluateConfig, evaluate
+from vitalmatch.evaluate import METRICS, EvaluateConfig, _level, distances, evaluate
+from vitalmatch.metrics import magnitude_mel_l1, multiscale_mel_l1
 
 
 def _not_json(name: str):
     raise ValueError(f"results.json holds {name}, which is not JSON")
 
 
-def test_evaluate_end_to_end(tiny_eval_dataset, tiny_eval_checkpoint, presets_dir, tmp_path):
+def test_evaluate_end_to_end(tiny_eval_dataset, tiny_eval_checkpoint, presets_dir, tmp_path, capsys):
     out = tmp_path / "report"
     two = tmp_path / "two"
     two.mkdir()
@@ -56,6 +58,11 @@ def test_evaluate_end_to_end(tiny_eval_dataset, tiny_eval_checkpoint, presets_di
             assert np.isfinite(e["mel_l1"]["median"]) and e["mel_l1"]["median"] > 0
             assert 0 <= e["envelope_cos"]["median"] <= 1
             assert e["mel_l1"]["low"] <= e["mel_l1"]["median"] <= e["mel_l1"]["high"]
+            magnitude = e["magnitude_mel_l1"]
+            assert (
+                np.isfinite(magnitude["median"])
+                and magnitude["low"] <= magnitude["median"] <= magnitude["high"]
+            )
     # Nearest neighbour searches the training split, so it is a real (non-zero) distance, and
     # parameter diagnostics exist for every method on synthetic targets.
     assert set(syn["parameters"]) == set(syn["methods"])
@@ -66,13 +73,16 @@ def test_evaluate_end_to_end(tiny_eval_dataset, tiny_eval_checkpoint, presets_di
     assert len(saved["examples"]) == n_test * 6 + 2 * 5  # no oracle for real presets
     md = (out / "report.md").read_text()
     assert "| model |" in md and "Real presets" in md and "Synthetic test split" in md
+    assert "| method | mel L1 (power) | magnitude mel L1 | MR-STFT |" in md
     # Each method's preset for the shown targets, in a form the Vital app loads.
     assert len(report["presets"]) == 6 + 5 and "presets/synthetic_00_model.vital" in md
     for rel in report["presets"]:
         assert_app_loads(out / rel)
     # A second run does not replace the report without --overwrite, and says so before any work.
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    r = run_cli("evaluate", "--data", tiny_eval_dataset, "-o", out, "--max-test", "1", "--no-progress")
+    r = cli_in_process(
+        capsys, "evaluate", "--data", tiny_eval_dataset, "-o", out, "--max-test", "1", "--no-progress"
+    )
     assert (
         r.returncode == 1
         and r.stderr.strip() == f"error: {out / 'report.md'} exists; use --overwrite to replace it"
@@ -82,7 +92,7 @@ def test_evaluate_end_to_end(tiny_eval_dataset, tiny_eval_checkpoint, presets_di
 
 def test_known_case_the_oracle_matches_and_init_does_not(tiny_eval_dataset, tmp_path):
     """Re-rendering a target's own parameters reproduces it (up to its 16-bit storage); the init
-    preset is far from these random sounds."""
+    preset is far from these random sounds, in both mel metrics."""
     report = evaluate(
         EvaluateConfig(
             out=tmp_path / "r",
@@ -96,12 +106,27 @@ def test_known_case_the_oracle_matches_and_init_does_not(tiny_eval_dataset, tmp_
     e = report["sets"]["synthetic"]["methods"]
     assert e["oracle"]["mel_l1"]["median"] < 0.05 and e["oracle"]["envelope_cos"]["median"] > 0.999
     assert e["init"]["mel_l1"]["median"] > 10 * e["oracle"]["mel_l1"]["median"]
+    assert e["init"]["magnitude_mel_l1"]["median"] > 10 * e["oracle"]["magnitude_mel_l1"]["median"]
     assert report["sets"]["synthetic"]["parameters"]["oracle"]["mae"] == 0.0
 
 
-def test_evaluate_cli_errors(tiny_eval_dataset, tmp_path, capsys):
-    from tests.processes import cli_in_process, run_cli
+def test_distances_level_match_spares_magnitude_mel_l1():
+    """Level matching changes the other metrics of a quieter copy, never magnitude_mel_l1, which
+    sees the signals as rendered (divided by the target's peak: a wrong level is a distance)."""
+    sr = 22050
+    t = np.arange(sr // 2) / sr
+    target = (0.4 * np.sin(2 * np.pi * 261.6 * t) * np.exp(-3 * t)).astype(np.float32)
+    quiet = (0.25 * target + 1e-3 * np.sin(2 * np.pi * 523.2 * t)).astype(np.float32)
+    matched = distances(quiet, target, sr, level_match=True)
+    raw = distances(quiet, target, sr, level_match=False)
+    assert list(matched) == list(METRICS) and "magnitude_mel_l1" in METRICS and "mel_l1" in METRICS
+    assert matched["magnitude_mel_l1"] == raw["magnitude_mel_l1"] == magnitude_mel_l1(quiet, target, sr)
+    assert matched["magnitude_mel_l1"] > 0.3  # ln 4 on the loud bins, less near the floor
+    assert matched["mel_l1"] < raw["mel_l1"] / 2  # the -12 dB level is matched away
+    assert matched["mel_l1"] == multiscale_mel_l1(_level(quiet), _level(target), sr)
 
+
+def test_evaluate_cli_errors(tiny_eval_dataset, tmp_path, capsys):
     r = run_cli("evaluate", "--data", tmp_path / "none.h5", "-o", tmp_path / "o")
     assert r.returncode == 1 and r.stderr.strip() == f"error: dataset {tmp_path / 'none.h5'} does not exist"
 

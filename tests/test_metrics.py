@@ -1,5 +1,6 @@
 """Audio distances: exact values on identical signals, orderings on known perturbations, batching,
-a golden value through log_mel, length handling, and the bootstrap median interval."""
+a golden value through log_mel, length handling, the bootstrap median interval, and issue 18's
+magnitude_mel_l1 against an independent librosa computation."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from vitalmatch.features import log_mel
 from vitalmatch.metrics import (
     all_metrics,
     envelope_cosine,
+    magnitude_mel_l1,
     median_ci,
     mel_scale_configs,
     mfcc,
@@ -216,3 +218,137 @@ def test_median_ci_small_samples():
     assert all(math.isnan(v) for v in median_ci([]))
     with pytest.raises(ValueError):
         median_ci([1.0, 2.0], confidence=1.0)
+
+
+# ------------------------------------------------------------------------------------ magnitude_mel_l1
+# Issue 18's metric: magnitude (power 1) mels at windows of round(10 / 25 / 100 ms x rate), hop n_fft // 4,
+# 32 / 64 / 128 Slaney bands from 0 Hz, ln(mel + 1e-5), both signals divided by the target's peak.
+
+
+def _librosa_magnitude_mel_l1(pred: np.ndarray, target: np.ndarray, sr: int) -> float:
+    """The issue's definition written out with librosa in float64, independent of vitalmatch."""
+    import librosa
+
+    peak = float(np.abs(target).max()) or 1.0
+    p, t = pred.astype(np.float64) / peak, target.astype(np.float64) / peak
+    per_scale = []
+    for seconds, n_mels in ((0.010, 32), (0.025, 64), (0.100, 128)):
+        n_fft = round(seconds * sr)
+        kw = dict(sr=sr, n_fft=n_fft, hop_length=n_fft // 4, n_mels=n_mels, power=1.0)
+        a = np.log(librosa.feature.melspectrogram(y=p, **kw) + 1e-5)
+        b = np.log(librosa.feature.melspectrogram(y=t, **kw) + 1e-5)
+        per_scale.append(np.abs(a - b).mean())
+    return float(np.mean(per_scale))
+
+
+def _decaying_tone(sr: int, f0: float = 220.0, seconds: float = 1.0) -> np.ndarray:
+    """Ten harmonics with a 20 ms attack and an exponential decay, at ``sr``."""
+    t = np.arange(int(sr * seconds)) / sr
+    env = np.minimum(1.0, t / 0.02) * np.exp(-2.0 * t)
+    return (0.3 * sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 11)) * env).astype(np.float32)
+
+
+def _dry_and_wet(sr: int = SR) -> tuple[np.ndarray, np.ndarray]:
+    """A tone held 1 s in 2 s and cut in 10 ms (dry), and the same with a reverb-like noise tail after
+    the cut that starts 60 dB below the dry peak and decays (wet)."""
+    n = 2 * sr
+    t = np.arange(n) / sr
+    dry = _decaying_tone(sr, seconds=2.0)
+    dry[sr:] *= np.clip(1.0 - (t[sr:] - 1.0) / 0.01, 0.0, 1.0).astype(np.float32)
+    peak = float(np.abs(dry).max())
+    noise = np.random.default_rng(1).standard_normal(n - sr)
+    tail = np.zeros(n, np.float32)
+    tail[sr:] = peak * 1e-3 * noise * np.exp(-3.0 * (t[sr:] - 1.0))
+    return dry, (dry + tail).astype(np.float32)
+
+
+def _librosa_cases(sr: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(pred, target) pairs at ``sr``: other pitch, noise, a reverb tail, and a -6 dB copy."""
+    target = _decaying_tone(sr)
+    noise = 0.05 * np.random.default_rng(0).standard_normal(target.size)
+    dry, wet = _dry_and_wet(sr)
+    return {
+        "detuned": (_decaying_tone(sr, 222.0), target),
+        "noise": (noise.astype(np.float32), target),
+        "tail": (dry, wet),
+        "half_level": ((0.5 * target).astype(np.float32), target),
+    }
+
+
+_FLOAT32_STFT = pytest.mark.xfail(
+    strict=True, reason="float32 STFT: 1.6e-3 off where many bins sit near the floor"
+)
+
+
+@pytest.mark.parametrize(
+    ("sr", "case"),
+    [(sr, case) for sr in (44100, 22050) for case in ("detuned", "noise", "tail")]
+    + [
+        (22050, "half_level"),  # 7e-4
+        # Measured 1.6e-3. The cause is torch's float32 STFT: the same computation in float64 agrees to
+        # 1.4e-4. A float64 STFT in magnitude_mel_l1 (~1.8x the time) makes it pass; then drop the mark
+        # (strict: an unexpected pass fails).
+        pytest.param(44100, "half_level", marks=_FLOAT32_STFT),
+    ],
+)
+def test_magnitude_mel_l1_agrees_with_librosa(sr, case):
+    pred, target = _librosa_cases(sr)[case]
+    ref = _librosa_magnitude_mel_l1(pred, target, sr)
+    assert ref > 0.1  # a real difference, not two floors
+    assert magnitude_mel_l1(pred, target, sr) == pytest.approx(ref, rel=1e-3)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_magnitude_mel_l1_batch_is_row_wise(batch):
+    # a batch of 2 is the one that could be read as a stereo pair and mixed
+    names = list(CASES)[:batch]
+    preds = np.stack([CASES[k] for k in names])
+    targets = np.stack([TARGET, 0.5 * TARGET, CASES["detune_20pct"]][:batch]).astype(np.float32)
+    out = magnitude_mel_l1(torch.from_numpy(preds), torch.from_numpy(targets), SR)
+    assert isinstance(out, torch.Tensor) and out.shape == (batch,) and out.dtype == torch.float32
+    rows = [magnitude_mel_l1(preds[i], targets[i], SR) for i in range(batch)]
+    np.testing.assert_allclose(out.numpy(), rows, rtol=1e-5)
+    assert len(set(rows)) == batch  # each row against its own target
+
+
+def test_magnitude_mel_l1_identical_and_levels():
+    assert magnitude_mel_l1(TARGET, TARGET, SR) == 0.0
+    pred = CASES["detune_1pct"]
+    base = magnitude_mel_l1(pred, TARGET, SR)
+    assert base > 0.05
+    # Dividing both by the target's peak: one gain on both sides changes nothing ...
+    for gain in (0.01, 0.25, 3.0):
+        scaled = magnitude_mel_l1(gain * pred, gain * TARGET, SR)
+        assert scaled == pytest.approx(base, rel=1e-4), gain
+    # ... but there is no level matching: a gain on one side is a distance.
+    half = (0.5 * TARGET).astype(np.float32)
+    assert magnitude_mel_l1(half, TARGET, SR) > 0.3  # ln 2 = 0.69 on loud bins, less near the floor
+    assert magnitude_mel_l1(TARGET, half, SR) > 0.3
+    assert magnitude_mel_l1(0.5 * pred, TARGET, SR) > base + 0.1
+
+
+def test_magnitude_mel_l1_counts_quiet_tails():
+    """The reason for the metric: a -60 dB reverb tail that one side lacks. Measured against the
+    distance of a 20% detune, it weighs tens of times more in magnitude_mel_l1 than in the power
+    metric, which floors it away."""
+    dry, wet = _dry_and_wet()
+    detuned = _decaying_tone(SR, 220.0 * 1.2, seconds=2.0)
+    detuned[SR:] = 0.0
+    for pred, target in ((dry, wet), (wet, dry)):
+        magnitude = magnitude_mel_l1(pred, target, SR) / magnitude_mel_l1(detuned, dry, SR)
+        power = multiscale_mel_l1(pred, target, SR) / multiscale_mel_l1(detuned, dry, SR)
+        assert magnitude > 1.0  # the tail costs more than a wrong pitch
+        assert magnitude > 10 * power
+
+
+def test_magnitude_mel_l1_silence():
+    silent = np.zeros(SR // 2, np.float32)
+    clip = TARGET[: SR // 2]
+    assert magnitude_mel_l1(silent, silent, SR) == 0.0
+    for pred, target in ((clip, silent), (silent, clip)):
+        value = magnitude_mel_l1(pred, target, SR)
+        assert math.isfinite(value) and value > 1.0
+    out = magnitude_mel_l1(np.stack([clip, silent]), np.stack([silent, silent]), SR)
+    assert torch.isfinite(out).all() and float(out[1]) == 0.0 and float(out[0]) > 1.0
+    with pytest.raises(ValueError):
+        magnitude_mel_l1(np.zeros(0, np.float32), clip, SR)

@@ -14,6 +14,7 @@ shows its traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -533,10 +534,23 @@ def _print_match(item, single: bool) -> None:
                 f"search: {ref.evals} renders in {ref.seconds:.1f} s ({rate:.1f}/s), "
                 f"stopped by {ref.stopped_by}"
             )
+        if result.note != result.detected_note:
+            click.echo(
+                f"note: played at MIDI {result.note} (the loss preferred it to the detected "
+                f"{result.detected_note})"
+            )
+        if ref is not None and ref.changes:
+            shown = "; ".join(ref.changes[:6]) + ("; ..." if len(ref.changes) > 6 else "")
+            click.echo(f"changes: {shown}")
+        if result.extras.modulations:
+            conns = ", ".join(f"{c.source}->{c.destination}" for c in result.extras.modulations[:6])
+            more = ", ..." if len(result.extras.modulations) > 6 else ""
+            click.echo(f"modulations: {len(result.extras.modulations)} ({conns}{more})")
         click.echo(
-            f"distance (multi-scale log-mel L1): init {result.distance_init:.3f}, "
-            f"before refinement {result.distance_start:.3f}, after {result.distance:.3f} "
-            f"({result.distance / result.distance_init:.0%} of init)"
+            f"distance (log-mel L1 of magnitude mels): init {result.distance_init:.3f}, "
+            f"start {result.distance_start:.3f}, after {result.distance:.3f} "
+            f"({result.distance / result.distance_init:.0%} of init); power log-mel L1: init "
+            f"{result.power_distance_init:.3f}, after {result.power_distance:.3f}"
         )
         for w in item.written:
             click.echo(f"wrote {w}")
@@ -554,6 +568,9 @@ def _match_settings():
         Flag("tier"),
         Flag("workers"),
         Flag("start_set_size", "--start-set"),
+        Flag("library_candidates"),
+        Flag("structure", help="Let the search switch modules on and add routings (Tier 2+)."),
+        Flag("pitch_search", help="Try the detected note's octaves (and neighbours when unsure)."),
         Flag("seed"),
     )
 
@@ -578,11 +595,21 @@ def _match_settings():
 @click.option("--name", default=None, help="Preset name (default: the input's file name).")
 @click.option("--author", default="vitalmatch", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option(
+    "--library",
+    "libraries",
+    multiple=True,
+    metavar="DIR",
+    help="A folder of .vital/.vitalbank presets to start from (repeat for several; a list joined "
+    f"by {os.pathsep!r} works too). Indexed once, cached in $VITALMATCH_CACHE; Vital's factory "
+    "folders join when present.",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def match_cmd(
     input_path: Path | None,
     example: str | None,
     output: Path,
+    libraries: tuple[str, ...],
     checkpoint: Path | None,
     wav: bool,
     name: str | None,
@@ -608,6 +635,9 @@ def match_cmd(
     batch = plan_batch(input_path, output, wav=wav, overwrite=overwrite)
     single = len(batch.inputs) == 1
     config = from_dict(MatchConfig, settings, source="options")
+    folders = tuple(d for given in libraries for d in str(given).split(os.pathsep) if d)
+    if folders:
+        config = dataclasses.replace(config, library=folders)
     report = match_batch(
         batch,
         config,

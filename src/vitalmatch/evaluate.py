@@ -22,8 +22,12 @@ Methods, each giving a whole preset per target:
 Every preset is rendered at the target's note with the dataset's render settings, in the
 crash-isolated worker pool (a render that crashes counts as a failure, not as a distance).
 Audio metrics (:mod:`vitalmatch.metrics`) compare mono mixes. With ``level_match`` (default) both
-signals are scaled to the same RMS first, so that the distances measure timbre and envelope rather
-than loudness (real presets vary by more than 20 dB). Medians come with 95% bootstrap confidence
+signals are scaled to the same RMS first for ``mel_l1`` (:func:`~vitalmatch.metrics.multiscale_mel_l1`,
+power mels), ``mrstft``, ``mfcc`` and ``envelope_cos``, so that these measure timbre and envelope rather
+than loudness (real presets vary by more than 20 dB). ``magnitude_mel_l1``
+(:func:`~vitalmatch.metrics.magnitude_mel_l1`, the metric of the matching goals) is never
+level-matched: both signals are divided by the target's peak, so a wrong level, a missing reverb or
+release tail all count. Medians come with 95% bootstrap confidence
 intervals. Parameter metrics (synthetic targets only) are diagnostics: the synth has symmetries
 (two oscillators can swap, for one), so a sound can be matched with other values.
 """
@@ -43,7 +47,7 @@ from vitalmatch.data.sampling import PresetSampler, SamplerConfig
 from vitalmatch.features import FeatureConfig, log_mel
 from vitalmatch.learn.data import dataset_registry, learnable_registry, training_means
 from vitalmatch.learn.logger import json_safe
-from vitalmatch.metrics import all_metrics, median_ci
+from vitalmatch.metrics import all_metrics, magnitude_mel_l1, median_ci
 from vitalmatch.neighbours import NearestNeighbours
 from vitalmatch.synth.activity import activity_masks
 from vitalmatch.synth.params import ParamRegistry
@@ -52,7 +56,9 @@ from vitalmatch.synth.render import RenderConfig, RenderEngine
 from vitalmatch.synth.wavetables import WavetableCatalog
 
 METHODS = ("model", "nn", "mean", "random", "init", "oracle")
-METRICS = ("mel_l1", "mrstft", "mfcc", "envelope_cos")
+METRICS = ("mel_l1", "magnitude_mel_l1", "mrstft", "mfcc", "envelope_cos")
+#: Column titles of :func:`format_report`, in ``METRICS`` order.
+METRIC_TITLES = ("mel L1 (power)", "magnitude mel L1", "MR-STFT", "MFCC", "envelope cos")
 _RMS_REF = 0.1  # level-matched signals are scaled to this RMS
 
 
@@ -70,7 +76,8 @@ class EvaluateConfig:
         preset_note: MIDI note the real presets are rendered at.
         methods: which methods to run (``model`` needs a checkpoint).
         nn_rows: training rows indexed by the nearest-neighbour baseline.
-        level_match: scale both signals to the same RMS before the audio metrics.
+        level_match: scale both signals to the same RMS before the audio metrics (all but
+            ``magnitude_mel_l1``, which is never level-matched).
         workers: render processes.
         images: spectrogram comparisons (and the methods' ``.vital`` presets) written per target set.
         seed: random baseline and bootstrap seed.
@@ -181,6 +188,20 @@ def _render_task(task: tuple) -> np.ndarray | str:
 def _level(x: np.ndarray) -> np.ndarray:
     rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
     return x * (_RMS_REF / rms) if rms > 1e-6 else x
+
+
+def distances(pred: np.ndarray, target: np.ndarray, sample_rate: int, level_match: bool) -> dict[str, float]:
+    """Every metric of :data:`METRICS` of a mono render ``pred`` against its mono target, ``(T,)``
+    float32 each at ``sample_rate`` Hz.
+
+    With ``level_match`` both signals are first scaled to the same RMS for ``mel_l1``, ``mrstft``,
+    ``mfcc`` and ``envelope_cos``; ``magnitude_mel_l1`` always sees the signals as rendered (it
+    divides both by the target's peak itself).
+    """
+    a, b = (_level(pred), _level(target)) if level_match else (pred, target)
+    values = all_metrics(a, b, sample_rate)
+    values["magnitude_mel_l1"] = magnitude_mel_l1(pred, target, sample_rate)
+    return {name: float(values[name]) for name in METRICS}
 
 
 class _NearestNeighbour:
@@ -349,9 +370,7 @@ def _evaluate(config: EvaluateConfig, t0: float) -> dict:
                 results.append(Result(t.name, m, {name: float("nan") for name in METRICS}, r.error))
             else:
                 renders[k] = r.value
-                a, b = (_level(r.value), _level(t.audio)) if config.level_match else (r.value, t.audio)
-                values = all_metrics(a, b, sr)
-                results.append(Result(t.name, m, {name: float(values[name]) for name in METRICS}))
+                results.append(Result(t.name, m, distances(r.value, t.audio, sr, config.level_match)))
             if bar is not None:
                 bar.update(1)
         if bar is not None:
@@ -494,21 +513,27 @@ def _images(out: Path, targets, renders, config, features: FeatureConfig) -> lis
 def format_report(report: dict) -> str:
     """Markdown tables of a results dict."""
     lines = ["# vitalmatch evaluation", ""]
-    lm = "level-matched (same RMS)" if report["level_match"] else "raw levels"
+    lm = "level-matched (same RMS)" if report["level_match"] else "at raw levels"
     lines += [
-        f"Audio distances of re-rendered presets against their targets, mono, {lm}; medians with 95% "
-        "bootstrap confidence intervals. Lower is better, except envelope cosine (higher is better).",
+        "Audio distances of re-rendered presets against their targets, mono; medians with 95% "
+        "bootstrap confidence intervals. Lower is better, except envelope cosine (higher is better). "
+        "Magnitude mel L1 (the matching goals' metric: magnitude mels, both signals divided by the "
+        f"target's peak) is never level-matched; the other columns are {lm}.",
         "",
     ]
     for set_name, s in report["sets"].items():
         title = "Synthetic test split" if set_name == "synthetic" else "Real presets"
         lines += [f"## {title} ({s['targets']} targets, {len(s['targets_failed'])} unusable)", ""]
         lines += [
-            "| method | mel L1 | MR-STFT | MFCC | envelope cos | failed renders |",
-            "|---|---|---|---|---|---|",
+            "| method | " + " | ".join(METRIC_TITLES) + " | failed renders |",
+            "|---|" + "---|" * len(METRICS) + "---|",
         ]
         for m, e in s["methods"].items():
-            cells = [f"{e[k]['median']:.3f} [{e[k]['low']:.3f}, {e[k]['high']:.3f}]" for k in METRICS]
+            # a results.json written before a metric existed shows "-" there
+            cells = [
+                f"{e[k]['median']:.3f} [{e[k]['low']:.3f}, {e[k]['high']:.3f}]" if k in e else "-"
+                for k in METRICS
+            ]
             lines.append(f"| {m} | " + " | ".join(cells) + f" | {e['failed']}/{e['n']} |")
         lines.append("")
         if "parameters" in s:

@@ -72,6 +72,16 @@ def mel_power(audio, config: FeatureConfig = FeatureConfig()):
         torch float32 tensor ``(..., n_mels, frames)``: mel-weighted ``|STFT|^2`` (audio units
         squared), on the input's device.
     """
+    return _mel(audio, config, magnitude=False)
+
+
+def mel_magnitude(audio, config: FeatureConfig = FeatureConfig()):
+    """Mel *magnitude* spectrogram: as :func:`mel_power` with ``|STFT|`` (audio units) in place of
+    ``|STFT|^2`` (librosa's ``melspectrogram(power=1)``); ``(..., n_mels, frames)`` float32."""
+    return _mel(audio, config, magnitude=True)
+
+
+def _mel(audio, config: FeatureConfig, magnitude: bool):
     import torch
 
     x = torch.as_tensor(audio, dtype=torch.float32)
@@ -89,7 +99,7 @@ def mel_power(audio, config: FeatureConfig = FeatureConfig()):
         pad_mode="constant",
         return_complex=True,
     )
-    power = spec.real.square() + spec.imag.square()
+    power = spec.abs() if magnitude else spec.real.square() + spec.imag.square()
     basis = torch.from_numpy(
         _mel_basis(config.sample_rate, config.n_fft, config.n_mels, config.fmin, config.fmax)
     ).to(x.device)

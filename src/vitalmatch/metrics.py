@@ -44,6 +44,8 @@ from vitalmatch.features import FeatureConfig, log_mel
 __all__ = [
     "all_metrics",
     "envelope_cosine",
+    "magnitude_mel_l1",
+    "magnitude_scale_configs",
     "mel_scale_configs",
     "mfcc",
     "mfcc_config",
@@ -192,6 +194,70 @@ def multiscale_mel_l1(pred, target, sample_rate: int):
             # separate calls of identical shape: identical inputs give bit-identical log-mels (exact 0)
             diff = (_log_mel_rows(p[rows], config) - _log_mel_rows(t[rows], config)).abs()
             total[rows] += diff.mean(dim=(-2, -1))
+    return _finish(total / len(configs), single)
+
+
+#: (window seconds, mel bands) of the three :func:`magnitude_mel_l1` scales (issue 18's metric).
+MAGNITUDE_SCALES: tuple[tuple[float, int], ...] = ((0.010, 32), (0.025, 64), (0.100, 128))
+
+
+@lru_cache(maxsize=16)
+def magnitude_scale_configs(sample_rate: int) -> tuple[FeatureConfig, ...]:
+    """The three :func:`magnitude_mel_l1` settings at ``sample_rate``: windows of 10 / 25 / 100 ms
+    with ``n_fft = round(window x rate)`` (no power of two: at 44.1 kHz 441 / 1102 / 4410), Hann
+    window over the whole FFT, hop ``n_fft // 4``, 32 / 64 / 128 bands of librosa's default Slaney
+    filterbank (0 Hz to Nyquist)."""
+    configs = []
+    for seconds, n_mels in MAGNITUDE_SCALES:
+        n_fft = int(round(seconds * sample_rate))
+        configs.append(
+            FeatureConfig(
+                sample_rate=int(sample_rate),
+                n_fft=n_fft,
+                hop_length=n_fft // 4,
+                n_mels=n_mels,
+                fmin=0.0,
+                log_floor=MEL_LOG_FLOOR,
+            )
+        )
+    return tuple(configs)
+
+
+def magnitude_mel_l1(pred, target, sample_rate: int):
+    """Multi-scale log-mel L1 of *magnitude* mels with a fixed reference level: the metric the
+    matching goals are measured in (issue 18).
+
+    Both signals are divided by the target's peak (no level matching of either side); for each of
+    the three scales of :func:`magnitude_scale_configs` the mean absolute difference of
+    ``log(mel_magnitude + 1e-5)`` over bands and frames; then the mean over the scales. Against
+    :func:`multiscale_mel_l1` (power mels, level-matched in ``evaluate``), magnitude with that
+    floor counts quiet parts -- reverb and release tails 40-100 dB down -- that the power version
+    floors away. A gain ``g`` on a loud signal shifts its bins by ``ln g``. Identical signals give 0.
+
+    Args:
+        pred, target: audio ``(T,)`` or ``(B, T)`` float32 (torch or numpy), mono, at
+            ``sample_rate``; cropped to the shorter length. A silent target is not normalised.
+        sample_rate: Hz.
+
+    Returns:
+        float for ``(T,)`` input, float32 tensor ``(B,)`` for ``(B, T)``.
+    """
+    import torch
+
+    from vitalmatch.features import mel_magnitude
+
+    p, t, single = _prepare(pred, target)
+    peak = t.abs().amax(dim=-1, keepdim=True)
+    peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+    p, t = p / peak, t / peak
+    total = torch.zeros(p.shape[0], dtype=torch.float32, device=p.device)
+    configs = magnitude_scale_configs(int(sample_rate))
+    for rows in _row_chunks(p):
+        for config in configs:
+            # rows as (B, 1, T): mel_magnitude would read a (2, T) batch as stereo and mix it
+            a = torch.log(mel_magnitude(p[rows].unsqueeze(-2), config) + MEL_LOG_FLOOR)
+            b = torch.log(mel_magnitude(t[rows].unsqueeze(-2), config) + MEL_LOG_FLOOR)
+            total[rows] += (a - b).abs().mean(dim=(-2, -1))
     return _finish(total / len(configs), single)
 
 

@@ -166,7 +166,7 @@ def _cli(*args, env=None, timeout=600):
 SMALL = ["--epochs", "1", "--batch-size", "4", "--n-mels", "64", "--n-fft", "1024", "--hop-length", "256"]
 
 
-def test_cli_train_with_config_file_and_tensorboard(tiny_dataset, tmp_path):
+def test_cli_train_with_config_file_and_tensorboard(tiny_dataset, tmp_path, capsys):
     (tmp_path / "cfg.toml").write_text("epochs = 2\nlr = 0.002\nwarmup_steps = 1\n")
     out = tmp_path / "cli"
     r = _cli(
@@ -179,6 +179,8 @@ def test_cli_train_with_config_file_and_tensorboard(tiny_dataset, tmp_path):
         str(tmp_path / "cfg.toml"),
         *SMALL[2:],
         "--no-progress",
+        "--threads",  # all cores (the default) made these 10 steps ~4x slower on a shared 2-core machine
+        "1",
     )
     assert r.returncode == 0, r.stderr
     assert "finished at step" in r.stdout and "importance weights" in r.stdout
@@ -186,10 +188,12 @@ def test_cli_train_with_config_file_and_tensorboard(tiny_dataset, tmp_path):
     assert saved["epochs"] == 2 and saved["lr"] == 0.002  # from the file
     assert list((out / "tensorboard").iterdir())
     assert len(_records(out, "val")) == 2
-    # Errors: one line, exit status 1.
-    r = _cli("train", "--data", str(tiny_dataset), "--out", str(out), *SMALL)
+    # Errors: one line, exit status 1 (the same main(), in this process: ~3 s less each).
+    from tests.processes import cli_in_process
+
+    r = cli_in_process(capsys, "train", "--data", str(tiny_dataset), "--out", str(out), *SMALL)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "already holds a training run" in r.stderr
-    r = _cli("train", "--data", str(tmp_path / "nope.h5"), "--out", str(tmp_path / "o"))
+    r = cli_in_process(capsys, "train", "--data", str(tmp_path / "nope.h5"), "--out", str(tmp_path / "o"))
     assert r.returncode == 1 and r.stderr.strip() == f"error: dataset {tmp_path / 'nope.h5'} does not exist"
 
 

@@ -29,7 +29,7 @@ def test_match_without_checkpoint_end_to_end(match_cache, sounds, tmp_path):
         match_cache,
     )
     assert r.returncode == 0, r.stderr
-    m = re.search(r"init ([\d.]+), before refinement ([\d.]+), after ([\d.]+)", r.stdout)
+    m = re.search(r"magnitude mels\): init ([\d.]+), start ([\d.]+), after ([\d.]+)", r.stdout)
     assert m, r.stdout
     init, before, after = map(float, m.groups())
     assert after <= before and after <= init
@@ -189,7 +189,7 @@ def test_a_float_file_far_above_full_scale_is_matched(match_cache, tmp_path):
         )
         assert r.returncode == 0, r.stderr
         assert "MIDI 57" in r.stdout  # 220 Hz
-        m = re.search(r"init ([\d.]+), before refinement ([\d.]+), after ([\d.]+)", r.stdout)
+        m = re.search(r"magnitude mels\): init ([\d.]+), start ([\d.]+), after ([\d.]+)", r.stdout)
         assert m and all(np.isfinite(float(x)) for x in m.groups()), r.stdout
         assert_app_loads(out)
 

@@ -12,12 +12,17 @@ def test_a_first_start_set_build_is_announced_with_its_time(tmp_path, monkeypatc
 
     monkeypatch.setenv("VITALMATCH_CACHE", str(tmp_path))
     said: list[str] = []
-    starts = ensure_start_set(2, workers=1, progress=False, notify=said.append)
+    starts = ensure_start_set(3, workers=1, progress=False, notify=said.append)
     err = "\n".join(said)
-    assert re.search(
-        r"building the built-in starting set \(2 presets x 5 notes, once; about \d+ min on 1 workers\)", err
-    )
-    assert len(starts) >= 2
+    for tier in (1, 2, 3):  # the whole synth: a third of the set per sampling tier
+        assert re.search(
+            rf"building the built-in starting set, Tier {tier} \(1 presets x 5 notes, once; about \d+ min "
+            r"on 1 workers\)",
+            err,
+        ), err
+    assert len(starts) >= 3 and len(starts.extras) == len(starts)
+    names = set(starts.names)
+    assert any("t1" in n for n in names) and any("t3" in n for n in names), names
     said.clear()
-    ensure_start_set(2, workers=1, progress=False, notify=said.append)  # cached: nothing to say
+    ensure_start_set(3, workers=1, progress=False, notify=said.append)  # cached: nothing to say
     assert "building" not in "\n".join(said)

@@ -198,7 +198,7 @@ def test_update_sets_only_what_changed(registry, tables, presets, monkeypatch):
     eng = RenderEngine(registry, tables, cfg)
     loads = []
     real_load = eng.load
-    monkeypatch.setattr(eng, "load", lambda c, k: (loads.append(1), real_load(c, k)))
+    monkeypatch.setattr(eng, "load", lambda c, k, x=None: (loads.append(1), real_load(c, k, x)))
     a, b = presets[0], presets[1]
     eng.update(a.continuous, a.categorical)  # nothing loaded yet: a full load
     assert len(loads) == 1
@@ -247,7 +247,7 @@ def test_update_sets_only_what_changed(registry, tables, presets, monkeypatch):
     assert len(loads) == n + 1
     repro = RenderEngine(registry, tables, FAST)
     repro_loads = []
-    monkeypatch.setattr(repro, "load", lambda c, k: repro_loads.append(1))
+    monkeypatch.setattr(repro, "load", lambda c, k, x=None: repro_loads.append(1))
     repro._loaded = registry.to_raw(a.continuous, a.categorical)
     repro.update(a.continuous, a.categorical)
     assert repro_loads == [1]  # a reproducible engine builds a fresh synth per preset

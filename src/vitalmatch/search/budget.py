@@ -8,6 +8,7 @@ that :func:`vitalmatch.search.refine` turns into a :class:`~vitalmatch.search.Re
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from vitalmatch.search.loss import SearchTarget
 from vitalmatch.search.worker import evaluate_batch
 from vitalmatch.synth.params import ParamRegistry
 from vitalmatch.synth.pool import WorkerPool
+from vitalmatch.synth.render import PresetExtras
 
 #: Best points a search remembers for the final choice (see :attr:`Refinement.elites`).
 ELITES = 4
@@ -64,14 +66,20 @@ class Budget:
 class Search:
     """Bookkeeping of one :func:`vitalmatch.search.refine` call (best point, curve, penalties).
 
+    Points are ``(continuous (C,), categorical (K,), extras)`` (``extras``: a
+    :class:`~vitalmatch.synth.render.PresetExtras`: the modulations and what else the registry's
+    vectors do not hold); the best is ``(loss, continuous, categorical, extras)`` under the
+    current objective (``target.objective``; :meth:`switch` changes it and re-scores).
+
     Args:
         pool: a pool started with :func:`vitalmatch.search.worker.init_worker`.
         registry: the full registry the vectors follow.
         target: the sound to match.
         budget: the budget the phases share.
         progress: called as ``progress(evaluations, seconds, best_loss)`` after each batch.
-        on_batch: called as ``on_batch(evaluations, seconds, (continuous, categorical, loss))``
-            with the best point so far after each batch (once there is one).
+        on_batch: called as ``on_batch(evaluations, seconds, (continuous, categorical, loss,
+            extras))`` with the best point so far after each batch (once there is one; during a
+            coarse phase, the coarse best and its coarse loss).
     """
 
     def __init__(
@@ -81,40 +89,91 @@ class Search:
         target: SearchTarget,
         budget: Budget,
         progress: Callable[[int, float, float], None] | None,
-        on_batch: Callable[[int, float, tuple[np.ndarray, np.ndarray, float]], None] | None = None,
+        on_batch: Callable[[int, float, tuple], None] | None = None,
     ) -> None:
         self.pool, self.registry, self.target = pool, registry, target
         self.budget, self.progress, self.on_batch = budget, progress, on_batch
-        self.best: tuple[float, np.ndarray, np.ndarray] | None = None
+        self.best: tuple[float, np.ndarray, np.ndarray, PresetExtras] | None = None
         self.worst = 0.0
         self.failures = 0
         self.curve: list[tuple[int, float, float]] = []
-        self.elites: list[tuple[float, np.ndarray, np.ndarray]] = []  # newest last
+        self.elites: list[tuple[float, np.ndarray, np.ndarray, PresetExtras]] = []  # newest last
+        self._left: dict[str, tuple] = {}  # objective -> (best, elites) when it was left
+
+    @property
+    def best_extras(self) -> PresetExtras:
+        return self.best[3] if self.best is not None else PresetExtras()
+
+    def reported_best(self) -> float:
+        """The best loss under the metric (``"fine"``) so far, what the curve and the progress
+        show: during a coarse phase, the fine best from before it (coarse losses are another
+        scale)."""
+        if self.target.objective == "fine":
+            return self.best[0] if self.best else math.inf
+        known = self._left.get("fine", (None, []))[0]
+        return known[0] if known else math.inf
 
     def remember(self) -> None:
         """Add the best point to the elites (the last :data:`ELITES` bests)."""
         if self.best is not None and (not self.elites or self.elites[-1] is not self.best):
             self.elites = [*self.elites, self.best][-ELITES:]
 
-    def run(self, candidates: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """Evaluate, update the best, and return losses ``(n,)`` with failures replaced by a
-        penalty worse than any loss seen."""
-        losses, gains, failed = evaluate_batch(self.pool, candidates, self.target)
-        self.budget.evals += len(candidates)
+    def switch(self, objective: str) -> None:
+        """Score from now on by ``objective``. Losses of two objectives are not comparable: the
+        points found under the other one (the best and the elites) are evaluated again, and
+        merged with the points this objective already knew (kept from when it was left, with
+        their losses), so a switch back never loses a better point."""
+        if objective == self.target.objective or self.budget.spent():
+            return  # (a spent budget cannot re-score: the search ends on the objective it is on)
+        self._left[self.target.objective] = (self.best, list(self.elites))
+        known_best, known_elites = self._left.pop(objective, (None, []))
+        self.target = dataclasses.replace(self.target, objective=objective)
+        points = [(c, k, x) for _, c, k, x in self.elites[::-1]] or (
+            [(self.best[1], self.best[2], self.best[3])] if self.best else []
+        )
+        points = points[: self.budget.evals_left()]  # best first: an evaluation budget cuts the rest
+        self.best, self.elites, self.worst = None, [], 0.0
+        scored: list[tuple[float, np.ndarray, np.ndarray, PresetExtras]] = []
+        if points:
+            losses = self.run(points, record=False)
+            scored = [(float(losses[j]), *points[j]) for j in range(len(points)) if np.isfinite(losses[j])]
+            if self.best is not None:  # the best new point at the gain it was scored at
+                scored = [e for e in scored if e[0] != self.best[0]] + [self.best]
+        merged = sorted(scored + known_elites + ([known_best] if known_best else []), key=lambda e: -e[0])
+        unique: list = []
+        for e in merged:  # worst first, best last; the same point once
+            if not any(e is u for u in unique):
+                unique.append(e)
+        self.elites = unique[-ELITES:]
+        self.best = self.elites[-1] if self.elites else None
+
+    def run(self, candidates: list[tuple], record: bool = True) -> np.ndarray:
+        """Evaluate points ``(continuous, categorical[, extras])``, update the best, and return
+        losses ``(n,)`` with failures replaced by a penalty worse than any loss seen."""
+        points = [
+            (c[0], c[1], c[2] if len(c) > 2 and c[2] is not None else PresetExtras()) for c in candidates
+        ]
+        losses, gains, failed = evaluate_batch(self.pool, points, self.target)
+        self.budget.evals += len(points)
         self.failures += failed
         finite = losses[np.isfinite(losses)]
         if len(finite):
             self.worst = max(self.worst, float(finite.max()))
             j = int(np.nanargmin(losses))
             if self.best is None or losses[j] < self.best[0]:
-                cont = self.registry.with_output_gain(candidates[j][0], gains[j])  # a copy
-                self.best = (float(losses[j]), cont, candidates[j][1].copy())
+                cont = self.registry.with_output_gain(points[j][0], gains[j])  # a copy
+                self.best = (float(losses[j]), cont, points[j][1].copy(), points[j][2])
                 self.remember()
         losses = np.where(np.isfinite(losses), losses, self.worst + 1.0 + abs(self.worst))
-        best = self.best[0] if self.best else math.inf
-        if self.on_batch is not None and self.best is not None:
-            self.on_batch(self.budget.evals, self.budget.elapsed, (self.best[1], self.best[2], self.best[0]))
-        self.curve.append((self.budget.evals, self.budget.elapsed, best))
-        if self.progress is not None:
-            self.progress(self.budget.evals, self.budget.elapsed, best)
+        best = self.reported_best()
+        if record:
+            if self.on_batch is not None and self.best is not None:
+                self.on_batch(
+                    self.budget.evals,
+                    self.budget.elapsed,
+                    (self.best[1], self.best[2], self.best[0], self.best[3]),
+                )
+            self.curve.append((self.budget.evals, self.budget.elapsed, best))
+            if self.progress is not None:
+                self.progress(self.budget.evals, self.budget.elapsed, best)
         return losses

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vitalmatch.synth.params import ParamRegistry
+from vitalmatch.synth.render import PresetExtras
 
 if TYPE_CHECKING:
     from vitalmatch.search import RefineConfig
@@ -29,6 +30,7 @@ def searchable_columns(
     categorical: np.ndarray,
     tier: int,
     exclude: frozenset[str] = frozenset(),
+    extras: PresetExtras | None = None,
 ) -> np.ndarray:
     """Continuous columns CMA-ES moves, as an int array: in the tier, active for these switches,
     and none of
@@ -43,8 +45,10 @@ def searchable_columns(
     * the names in ``exclude``.
     """
     from vitalmatch.synth.activity import activity_masks
+    from vitalmatch.synth.modulation import encode
 
-    active, _ = activity_masks(registry, continuous, categorical)
+    modulation = encode(list(extras.modulations)) if extras is not None and extras.modulations else None
+    active, _ = activity_masks(registry, continuous, categorical, modulation)
     cols = [
         j
         for j, s in enumerate(registry.continuous)
@@ -53,21 +57,46 @@ def searchable_columns(
     return np.array(cols, dtype=int)
 
 
-def cma_phase(search: Search, config: RefineConfig, deadline_s: float, seed: int) -> str | None:
-    """CMA-ES from the current best over its active columns until ``deadline_s`` (budget
-    seconds elapsed) or the budget ends.
+def amount_unit(amount: float) -> float:
+    """A connection amount in [-1, 1] as a CMA-ES coordinate in [0, 1]."""
+    return 0.5 * (float(amount) + 1.0)
+
+
+def cma_phase(
+    search: Search,
+    config: RefineConfig,
+    deadline_s: float,
+    seed: int,
+    columns: np.ndarray | None = None,
+    amounts: bool = False,
+    sigma0: float | None = None,
+    popsize: int | None = None,
+    evals_until: int | None = None,
+) -> str | None:
+    """CMA-ES from the current best until ``deadline_s`` (budget seconds elapsed) or the budget
+    ends.
+
+    Args:
+        columns: continuous columns to move (default: :func:`searchable_columns` of the tier).
+        amounts: also move the amounts of the best point's modulation connections (one
+            coordinate each, ``(amount + 1) / 2``).
+        sigma0, popsize: override ``config``'s (restarts grow the population, IPOP-style).
+        evals_until: stop (returning None) once the budget has counted this many evaluations.
 
     Returns:
         Why it stopped: ``"budget"``, ``"evals"``, ``"converged"``, ``"nothing to search"`` (fewer
-        than two columns), or None (reached ``deadline_s``).
+        than two coordinates), or None (reached ``deadline_s``).
     """
     import cma
 
-    _, cont0, cat0 = search.best
+    _, cont0, cat0, extras0 = search.best
     reg = search.registry
     solved = frozenset({"volume"}) if search.target.match_level else frozenset()  # see best_gain
-    cols = searchable_columns(reg, cont0, cat0, config.tier, solved)
-    if len(cols) < 2:
+    if columns is None:
+        columns = searchable_columns(reg, cont0, cat0, config.tier, solved, extras0)
+    cols = np.asarray(columns, dtype=int)
+    n_amounts = len(extras0.modulations) if amounts else 0
+    if len(cols) + n_amounts < 2:
         return "nothing to search"
     integer = [i for i, j in enumerate(cols) if reg.continuous[j].integer]
     opts = {
@@ -76,26 +105,35 @@ def cma_phase(search: Search, config: RefineConfig, deadline_s: float, seed: int
         "verbose": -9,
         "tolfun": 1e-4,
     }
-    if config.popsize:
-        opts["popsize"] = config.popsize
+    n_dims = len(cols) + n_amounts
+    size = popsize or config.popsize or int(4 + 3 * np.log(n_dims))  # cma's default
+    workers = max(1, int(getattr(search.pool, "workers", 1)))
+    opts["popsize"] = -(-size // workers) * workers  # a multiple of the workers: none waits for the last
     if integer:
         opts["integer_variables"] = integer
-    es = cma.CMAEvolutionStrategy(cont0[cols].astype(np.float64), config.sigma0, opts)
+    x0 = np.concatenate(
+        [cont0[cols].astype(np.float64), [amount_unit(c.amount) for c in extras0.modulations[:n_amounts]]]
+    )
+    es = cma.CMAEvolutionStrategy(x0, sigma0 or config.sigma0, opts)
+    k = len(cols)
     while True:
         why = search.budget.spent()
         if why:
             return why
         if search.budget.elapsed >= deadline_s:
             return None
+        if evals_until is not None and search.budget.evals >= evals_until:
+            return None
         if es.stop():
             return "converged"
-        n = min(es.popsize, search.budget.evals_left())
+        n = min(es.popsize, search.budget.evals_left(), (evals_until or 1 << 30) - search.budget.evals)
         xs = es.ask()
         candidates = []
         for x in xs[:n]:
             c = cont0.copy()
-            c[cols] = np.clip(x, 0.0, 1.0)
-            candidates.append((c, cat0))
+            c[cols] = np.clip(x[:k], 0.0, 1.0)
+            extras = extras0.with_amounts(2.0 * np.clip(x[k:], 0.0, 1.0) - 1.0) if n_amounts else extras0
+            candidates.append((c, cat0, extras))
         losses = search.run(candidates)
         if n == es.popsize:
             es.tell(xs, losses.tolist())

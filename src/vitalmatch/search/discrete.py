@@ -32,13 +32,20 @@ def discrete_candidates(
     config: RefineConfig,
     probabilities: dict[str, np.ndarray] | None,
     rng: np.random.Generator,
+    extras=None,
 ) -> list[tuple[str, str, int, float]]:
     """Single changes ``(kind, name, column, new value)`` to try on the current best: ``kind`` is
     ``"categorical"`` (an option index) or ``"continuous"`` (a unit value: octave moves and zero of
     the whole-semitone transposes, zero tune, of the oscillators that sound)."""
     from vitalmatch.synth.activity import activity_masks
+    from vitalmatch.synth.modulation import encode
 
-    cont_active, active = activity_masks(registry, continuous, categorical)
+    modulation = encode(list(extras.modulations)) if extras is not None and extras.modulations else None
+    cont_active, active = activity_masks(registry, continuous, categorical, modulation)
+    custom = set()  # oscillators whose table is a preset's own file: their wavetable choice is fixed
+    for osc, path in enumerate(extras.wavetable_files if extras is not None else (), start=1):
+        if path:
+            custom.add(f"osc_{osc}_wavetable")
     out: list[tuple[str, str, int, float]] = []
     for j, spec in enumerate(registry.continuous):
         if not spec.pitch or spec.tier > config.tier or not cont_active[j]:
@@ -52,7 +59,11 @@ def discrete_candidates(
     cols = [
         j
         for j, s in enumerate(registry.categorical)
-        if s.tier <= config.tier and not s.load_only and s.n_options > 1 and active[j]
+        if s.tier <= config.tier
+        and not s.load_only
+        and s.n_options > 1
+        and active[j]
+        and s.name not in custom
     ]
     if probabilities:
         ranked = sorted(
@@ -124,16 +135,16 @@ def discrete_phase(
             return why
         if search.budget.elapsed >= deadline_s:
             return None
-        best_loss, cont, cat = search.best
+        best_loss, cont, cat, extras = search.best
         proposals = [
             p
-            for p in discrete_candidates(reg, cont, cat, config, probabilities, rng)
+            for p in discrete_candidates(reg, cont, cat, config, probabilities, rng, extras)
             if (p[0], p[2], p[3]) not in tried
         ][: search.budget.evals_left()]
         if not proposals:
             return None
         tried.update((kind, j, v) for kind, _, j, v in proposals)
-        losses = search.run([with_change(cont, cat, kind, j, v) for kind, _, j, v in proposals])
+        losses = search.run([(*with_change(cont, cat, kind, j, v), extras) for kind, _, j, v in proposals])
         helped: dict[tuple[str, int], int] = {}  # parameter -> index of its best helping proposal
         for i, (kind, _, j, _) in enumerate(proposals):
             if losses[i] < 0.99 * best_loss and (
@@ -147,7 +158,7 @@ def discrete_phase(
             c, k = cont, cat
             for i in helped.values():
                 c, k = with_change(c, k, proposals[i][0], proposals[i][2], proposals[i][3])
-            if search.run([(c, k)])[0] < losses[kept[0]]:
+            if search.run([(c, k, extras)])[0] < losses[kept[0]]:
                 kept = list(helped.values())
         for i in kept:
             kind, name, col, value = proposals[i]

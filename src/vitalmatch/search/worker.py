@@ -1,7 +1,9 @@
 """Search workers: the synth in each pool process, and the tasks the search sends it.
 
 Stage: refine (evaluation). Input: candidate presets (full normalised vectors of a
-:class:`~vitalmatch.synth.params.ParamRegistry`: ``(C,)`` float32 in [0, 1], ``(K,)`` int32) and a
+:class:`~vitalmatch.synth.params.ParamRegistry`: ``(C,)`` float32 in [0, 1], ``(K,)`` int32, and
+optionally their :class:`~vitalmatch.synth.render.PresetExtras`: modulations, LFO shapes, sample,
+custom wavetable files) and a
 :class:`~vitalmatch.search.loss.SearchTarget`, sent to a
 :class:`~vitalmatch.synth.pool.WorkerPool` started with :func:`init_worker`. Output: per candidate
 its search loss and the output gain (dB) it was measured at (:func:`evaluate_batch`), or a
@@ -9,7 +11,8 @@ full-quality render and preset JSON (:func:`final_task`).
 
 Speed. A worker keeps one ``vita.Synth`` (``RenderConfig.reproducible=False``) and moves from one
 candidate to the next with :meth:`~vitalmatch.synth.render.RenderEngine.update` (only the controls
-that differ are set; a full ``load_json`` only when a wavetable or a load-only control changes),
+and modulation amounts that differ are set; a full ``load_json`` only when a wavetable, a load-only
+control or the modulation structure changes),
 renders at the search rate (44.1 kHz by default: Vital sounds different at 22.05 kHz) for the
 target's length, and computes the loss with torch on one thread against target features it
 caches. A candidate that crashes the synth, times out or returns NaN comes back as NaN; the search
@@ -33,6 +36,7 @@ from vitalmatch.search.loss import (
 )
 from vitalmatch.synth.params import ParamRegistry, volume_db
 from vitalmatch.synth.pool import WorkerPool
+from vitalmatch.synth.render import PresetExtras
 
 
 class _Searcher:
@@ -49,25 +53,32 @@ class _Searcher:
             RenderConfig(sample_rate=sample_rate, notes=(60,), reproducible=False, settle_duration_s=0.5),
         )
         self.volume_col = registry.locate("volume")[1]
-        self.target_key: str | None = None
+        self.target_key: tuple | None = None
         self.target_feats: list | None = None
         self.full_engines: dict = {}
 
-    def evaluate(self, cont: np.ndarray, cat: np.ndarray, target: SearchTarget) -> tuple[float, float]:
+    def evaluate(
+        self, cont: np.ndarray, cat: np.ndarray, target: SearchTarget, extras: PresetExtras | None = None
+    ) -> tuple[float, float]:
         """``(search loss, output gain in dB it was measured at)``: 0 dB, or with
         ``target.match_level`` the best gain the candidate's ``volume`` can still reach."""
-        if self.target_key != target.key:
-            self.target_feats = search_features(target.audio, target.sample_rate)
-            self.target_key = target.key
-        self.engine.update(cont, cat)
+        key = (target.key, target.objective)
+        if self.target_key != key:
+            self.target_feats = search_features(
+                target.audio, target.sample_rate, target.objective, target.peak
+            )
+            self.target_key = key
+        self.engine.update(cont, cat, extras)
         audio = self.engine.render_note(int(target.note), float(target.note_s), float(target.render_s))
         if not np.isfinite(audio).all():
             raise ValueError("the render holds NaN or Inf")
-        self.engine.flush()  # end the voice here, so the next candidate starts clean
+        # no flush here: render_note flushes before each note (one flush per evaluation, not two:
+        # a flush costs ~11% of a 2 s render, benchmarks/search_speed.py)
         mono = audio.mean(axis=0)[: len(target.audio)]
-        feats = search_features(mono, target.sample_rate)
+        feats = search_features(mono, target.sample_rate, target.objective, target.peak)
+        weight = target.envelope_weight if target.objective == "coarse" else 0.0  # fine: the metric alone
         if not target.match_level:
-            return search_loss(feats, self.target_feats, target.envelope_weight), 0.0
+            return search_loss(feats, self.target_feats, weight), 0.0
         volume = self.registry["volume"]
         now_db = volume_db(volume.from_unit(float(cont[self.volume_col])))
         hi = volume_db(volume.max) - now_db
@@ -75,11 +86,11 @@ class _Searcher:
         if peak > 0:  # stay below vita's output clamp (+-2.1), where the gain stops being exact
             hi = min(hi, 20.0 * math.log10(OUTPUT_LIMIT / peak))
         gain, loss = best_gain(
-            feats, self.target_feats, target.envelope_weight, min(0.0, LEVEL_MIN_DB - now_db), max(0.0, hi)
+            feats, self.target_feats, weight, min(0.0, LEVEL_MIN_DB - now_db), max(0.0, hi)
         )
         return loss, gain
 
-    def final(self, cont, cat, note: int, note_s: float, render_s: float, sample_rate: int):
+    def final(self, cont, cat, note: int, note_s: float, render_s: float, sample_rate: int, extras=None):
         """Full-quality render (fresh synth, ``(2, T)``) and the preset JSON text the synth writes."""
         from vitalmatch.synth.render import RenderConfig, RenderEngine
 
@@ -89,7 +100,7 @@ class _Searcher:
         engine = self.full_engines.get(config)
         if engine is None:
             engine = self.full_engines[config] = RenderEngine(self.registry, self.tables, config)
-        engine.load(cont, cat)
+        engine.load(cont, cat, extras)
         audio = engine.render_note(note)
         if not np.isfinite(audio).all():
             raise ValueError("the render holds NaN or Inf")
@@ -115,31 +126,34 @@ def init_worker(registry_json: str, tables: list[dict], sample_rate: int) -> Non
 
 
 def evaluate_task(task: tuple) -> tuple[float, float]:
-    """Pool task ``(continuous, categorical, SearchTarget)`` -> ``(search loss, gain dB)``."""
+    """Pool task ``(continuous, categorical, extras or None, SearchTarget)`` -> ``(search loss,
+    gain dB)``."""
     global _TASKS_DONE
     assert _SEARCHER is not None, "the pool was not started with vitalmatch.search.init_worker"
     _TASKS_DONE += 1
     if _CRASH_EVERY and _TASKS_DONE % _CRASH_EVERY == 0:
         _SEARCHER.engine.crash()
-    cont, cat, target = task
-    return _SEARCHER.evaluate(np.asarray(cont, np.float32), np.asarray(cat, np.int32), target)
+    cont, cat, extras, target = task
+    return _SEARCHER.evaluate(np.asarray(cont, np.float32), np.asarray(cat, np.int32), target, extras)
 
 
 def final_task(task: tuple):
-    """Pool task ``(continuous, categorical, note, note_s, render_s, sample_rate)`` ->
+    """Pool task ``(continuous, categorical, note, note_s, render_s, sample_rate[, extras])`` ->
     ``((2, T) float32 audio, preset JSON text)`` from a fresh, full-quality synth."""
     assert _SEARCHER is not None, "the pool was not started with vitalmatch.search.init_worker"
-    cont, cat, note, note_s, render_s, sample_rate = task
+    cont, cat, note, note_s, render_s, sample_rate = task[:6]
+    extras = task[6] if len(task) > 6 else None
     return _SEARCHER.final(
-        np.asarray(cont, np.float32), np.asarray(cat, np.int32), note, note_s, render_s, sample_rate
+        np.asarray(cont, np.float32), np.asarray(cat, np.int32), note, note_s, render_s, sample_rate, extras
     )
 
 
 def evaluate_batch(
-    pool: WorkerPool, candidates: list[tuple[np.ndarray, np.ndarray]], target: SearchTarget
+    pool: WorkerPool, candidates: list[tuple], target: SearchTarget
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Search losses ``(n,)`` of candidates evaluated in parallel (parent side of
-    :func:`evaluate_task`); failed ones are NaN.
+    """Search losses ``(n,)`` of candidates ``(continuous, categorical)`` or ``(continuous,
+    categorical, extras)`` evaluated in parallel (parent side of :func:`evaluate_task`); failed ones
+    are NaN.
 
     Returns:
         ``(losses, gains_db, failures)``: ``gains_db`` ``(n,)`` is the output gain each loss was
@@ -148,7 +162,8 @@ def evaluate_batch(
     """
     losses = np.full(len(candidates), np.nan)
     gains = np.zeros(len(candidates))
-    for result in pool.map_unordered(evaluate_task, ((c, k, target) for c, k in candidates)):
+    tasks = ((c[0], c[1], c[2] if len(c) > 2 else None, target) for c in candidates)
+    for result in pool.map_unordered(evaluate_task, tasks):
         if result.ok and math.isfinite(result.value[0]):
             losses[result.index], gains[result.index] = result.value
     return losses, gains, int(np.isnan(losses).sum())

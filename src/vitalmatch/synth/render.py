@@ -104,15 +104,62 @@ class PresetExtras:
         sample: Vital sample dict (``name``, ``length``, ``sample_rate``, ``samples`` base64) for
             the sample oscillator; None: a fixed white noise like the init preset's
             (:func:`init_noise_sample`).
+        wavetable_files: per oscillator 1..3, the path of a JSON file holding a Vital wavetable
+            dict that replaces the catalog's choice (a real preset's custom table), or None. A
+            path, not the table: extras travel with every search task, and a table is ~10 kB-2 MB
+            (each process reads a file once, :func:`wavetable_from_file`).
     """
 
     modulations: tuple[Connection, ...] = ()
     lfos: tuple[dict | None, ...] = ()
     sample: dict | None = None
+    wavetable_files: tuple[str | None, ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not self.modulations and not any(x is not None for x in self.lfos) and self.sample is None
+        return (
+            not self.modulations
+            and not any(x is not None for x in self.lfos)
+            and self.sample is None
+            and not any(self.wavetable_files)
+        )
+
+    def structure_key(self) -> tuple:
+        """What a synth must reload for (everything but the connection amounts): two extras
+        with equal keys differ only in ``modulation_N_amount`` values, which
+        :meth:`RenderEngine.update` sets through handles."""
+        conns = tuple((c.source, c.destination, c.bipolar, c.power, c.stereo) for c in self.modulations)
+        lfos = tuple(None if x is None else json.dumps(x, sort_keys=True) for x in self.lfos)
+        sample = None if self.sample is None else hash(str(self.sample.get("samples", ""))[:4096])
+        return (conns, lfos, sample, tuple(self.wavetable_files))
+
+    def with_amounts(self, amounts: Sequence[float]) -> PresetExtras:
+        """A copy whose connections carry ``amounts`` (clipped to [-1, 1]), in slot order."""
+        import dataclasses
+
+        conns = tuple(
+            dataclasses.replace(c, amount=float(min(1.0, max(-1.0, a))))
+            for c, a in zip(self.modulations, amounts, strict=True)
+        )
+        return dataclasses.replace(self, modulations=conns)
+
+
+@functools.lru_cache(maxsize=32)
+def wavetable_from_file(path: str) -> dict:
+    """A Vital wavetable dict read from a JSON file (cached per process).
+
+    Raises:
+        RenderError: the file is missing, not JSON, or no usable wavetable.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            table = json.load(f)
+    except (OSError, ValueError) as e:
+        raise RenderError(f"cannot read wavetable file {path}: {e}") from None
+    problem = wavetable_problem(table) if isinstance(table, dict) else "not a JSON object"
+    if problem:
+        raise RenderError(f"wavetable file {path}: {problem}")
+    return table
 
 
 #: Samples and peak (int16) of Vital's init "White Noise" sample (measured: 44100 mono samples,
@@ -215,6 +262,8 @@ class RenderEngine:
         self._control_names = [s.name for s in registry.specs if s.control]
         self._needs_load = [s.name for s in registry.specs if s.needs_load]
         self._loaded: dict[str, float] | None = None  # raw values the synth holds (None: unknown)
+        self._loaded_structure: tuple = ()
+        self._loaded_amounts: list[float] = []
         self._new_synth()
         self._init_preset = json.loads(self.synth.to_json())
         self._wt_cols = {
@@ -229,6 +278,7 @@ class RenderEngine:
         import vita
 
         self._controls = []
+        self._amount_handles: dict[int, object] = {}
         self.synth = vita.Synth()
         self.synth.set_sample_rate(float(self.config.sample_rate))
         handles = self.synth.get_controls()
@@ -257,6 +307,10 @@ class RenderEngine:
                     f"osc_{osc}_wavetable index {index} is outside the catalog (size {len(self.wavetables)})"
                 )
             inject_wavetable(preset, osc, self.wavetables[index])
+        files = extras.wavetable_files if extras is not None else ()
+        for osc, path in enumerate(files[:NUM_OSCILLATORS], start=1):
+            if path:
+                inject_wavetable(preset, osc, wavetable_from_file(path))
         if extras is not None and not extras.empty:
             write_modulations(preset, list(extras.modulations))
             write_lfos(preset, list(extras.lfos))
@@ -279,29 +333,52 @@ class RenderEngine:
             handle.set(settings[name])
         self.synth.set_bpm(self.config.bpm)
         self.settle()
-        plain = extras is None or extras.empty  # update() knows only the registry's controls
-        self._loaded = self.registry.to_raw(continuous, categorical) if plain else None
+        extras = extras if extras is not None else PresetExtras()
+        self._loaded = self.registry.to_raw(continuous, categorical)
+        self._loaded_structure = extras.structure_key()
+        self._loaded_amounts = [float(c.amount) for c in extras.modulations]
 
-    def update(self, continuous: np.ndarray, categorical: np.ndarray) -> None:
+    def update(
+        self, continuous: np.ndarray, categorical: np.ndarray, extras: PresetExtras | None = None
+    ) -> None:
         """Bring the synth to another preset, changing only what differs from the last one.
 
         Sets, through the cached handles, only the controls whose clamped raw value changed since
-        the last :meth:`load` / :meth:`update`. A full :meth:`load` happens instead when there was
-        none, when a control that acts only on load (``oversampling``, vita-facts §2.2) or a
-        wavetable choice changed, or with ``config.reproducible`` (a fresh synth per preset).
-        Vital smooths the values it was given towards their targets while audio is processed:
-        :meth:`render_note`'s flush lets them arrive. Cost: ~0.1 ms plus the controls set, against
-        ~15-40 ms for a load.
+        the last :meth:`load` / :meth:`update`, and the ``modulation_N_amount`` of connections
+        whose amount changed. A full :meth:`load` happens instead when there was none, when a
+        control that acts only on load (``oversampling``, vita-facts §2.2), a wavetable choice or
+        the structure of ``extras`` changed (which connections, their bipolar/power/stereo
+        settings, LFO shapes, sample, wavetable files: :meth:`PresetExtras.structure_key`), or
+        with ``config.reproducible`` (a fresh synth per preset). Vital smooths the values it was
+        given towards their targets while audio is processed: :meth:`render_note`'s flush lets
+        them arrive. Cost: ~0.1 ms plus the controls set, against ~15-40 ms for a load.
         """
+        extras = extras if extras is not None else PresetExtras()
         raw = self.registry.to_raw(continuous, categorical)
         old = self._loaded
-        if old is None or self.config.reproducible or any(raw[n] != old[n] for n in self._needs_load):
-            self.load(continuous, categorical)
+        if (
+            old is None
+            or self.config.reproducible
+            or extras.structure_key() != self._loaded_structure
+            or any(raw[n] != old[n] for n in self._needs_load)
+        ):
+            self.load(continuous, categorical, extras)
             return
         for name, handle in self._controls:
             if raw[name] != old[name]:
                 handle.set(raw[name])
+        for k, c in enumerate(extras.modulations):
+            if float(c.amount) != self._loaded_amounts[k]:
+                self._amount_handle(k).set(float(c.amount))
+                self._loaded_amounts[k] = float(c.amount)
         self._loaded = raw
+
+    def _amount_handle(self, slot: int):
+        """The control handle of ``modulation_{slot + 1}_amount`` (cached with the synth)."""
+        handles = self._amount_handles
+        if slot not in handles:
+            handles[slot] = self.synth.get_controls()[f"modulation_{slot + 1}_amount"]
+        return handles[slot]
 
     def load_preset_dict(self, preset: dict) -> None:
         """Load an arbitrary Vital preset dict (e.g. a real ``.vital`` file) as it is."""
