@@ -148,19 +148,28 @@ class Refinement:
     extras: PresetExtras = field(default_factory=PresetExtras)
 
 
-def _groups(search: Search, config: RefineConfig, rng: np.random.Generator) -> list[np.ndarray]:
-    """Column groups for the CMA-ES phases: all searchable columns when they fit in
-    ``max_dims``, else the Tier-1 core and the other modules' columns in chunks."""
+def _groups(
+    search: Search, config: RefineConfig, rng: np.random.Generator, focus: np.ndarray
+) -> list[np.ndarray]:
+    """Column groups for the CMA-ES phases: the Tier-1 core with the ``focus`` columns (those the
+    structure phase brought in) first, then the other searchable columns in chunks of at most
+    ``max_dims``. (All at once when they fit: measured on 6 real presets at 30 s, searching every
+    module a whole-synth start has on ended at 0.29x of the init distance against 0.20x for the
+    Tier-1 core alone, worse on each of the 6.)"""
     _, cont, cat, extras = search.best
     solved = frozenset({"volume"}) if search.target.match_level else frozenset()
     whole = searchable_columns(search.registry, cont, cat, config.tier, solved, extras)
-    n_amounts = len(extras.modulations) if config.tier >= 2 else 0
-    if len(whole) + n_amounts <= config.max_dims:
-        return [whole]
-    core = searchable_columns(search.registry, cont, cat, 1, solved, extras)
+    core = np.union1d(
+        searchable_columns(search.registry, cont, cat, 1, solved, extras), np.intersect1d(focus, whole)
+    )
     rest = rng.permutation(np.setdiff1d(whole, core))
-    size = max(2, config.max_dims - n_amounts)
+    size = max(2, config.max_dims)
     return [core[: config.max_dims]] + [np.sort(rest[i : i + size]) for i in range(0, len(rest), size)]
+
+
+#: Restarts on the first group (the core and what the structure phase added) per restart on
+#: one of the other groups.
+CORE_RESTARTS = 2
 
 
 def refine(
@@ -210,15 +219,22 @@ def refine(
     rng = np.random.default_rng(config.seed)
     changes: list[str] = []
     stopped: str | None = None
-    amounts = config.tier >= 2
     try:
         if start_loss is None or not math.isfinite(start_loss):
             start_loss = float(search.run([(cont0, cat0, extras0)])[0])
         else:
             search.best = (float(start_loss), cont0, cat0, extras0)
             search.remember()
+        solved = frozenset({"volume"}) if target.match_level else frozenset()
+        before = searchable_columns(registry, cont0, cat0, config.tier, solved, extras0)
         if config.tier >= 2 and config.structure and findings is not None:
             stopped = structure_phase(search, findings, changes)
+        _, c1, k1, x1 = search.best
+        focus = np.setdiff1d(searchable_columns(registry, c1, k1, config.tier, solved, x1), before)
+        # amounts searched: Tier 3 every connection's, Tier 2 those the structure phase added
+        amounts = list(range(len(x1.modulations))) if config.tier >= 3 else []
+        if config.tier == 2:
+            amounts = list(range(len(extras0.modulations), len(x1.modulations)))
         if stopped is None:
             total = budget.elapsed + max(0.0, budget.remaining_s)
             t1 = budget.elapsed + config.first_phase * (total - budget.elapsed)
@@ -230,7 +246,7 @@ def refine(
                 search.switch("coarse")
                 if budget.max_evals is not None:  # less ELITES: re-scoring its points on the metric
                     e1 = budget.evals + int(config.first_phase * budget.evals_left()) - ELITES
-            groups = _groups(search, config, rng)
+            groups = _groups(search, config, rng, focus)
             stopped = cma_phase(search, config, t1, config.seed, groups[0], amounts, evals_until=e1)
             search.switch("fine")
             if stopped in (None, "converged", "nothing to search"):
@@ -238,9 +254,12 @@ def refine(
                 stopped = discrete_phase(search, config, t2, probabilities, rng, changes)
             restart, popsize, idle = 1, None, 0
             while stopped in (None, "converged", "nothing to search"):  # restarts until the budget ends
-                groups = _groups(search, config, rng)
-                cols = groups[restart % len(groups)]
-                if restart >= len(groups):  # each group had its turn: grow the population (IPOP)
+                groups = _groups(search, config, rng, focus)
+                turn = restart % (CORE_RESTARTS + 1)
+                cols = (
+                    groups[0] if turn or len(groups) == 1 else groups[1 + (restart // 3) % (len(groups) - 1)]
+                )
+                if restart >= CORE_RESTARTS:  # the core had its turns: grow the population (IPOP)
                     base = popsize or int(4 + 3 * math.log(max(2, len(cols))))
                     popsize = max(base + 1, int(round(base * config.ipop)))
                 stopped = cma_phase(

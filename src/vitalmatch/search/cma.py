@@ -12,6 +12,7 @@ bounds [0, 1] (:func:`searchable_columns`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -68,7 +69,7 @@ def cma_phase(
     deadline_s: float,
     seed: int,
     columns: np.ndarray | None = None,
-    amounts: bool = False,
+    amounts: bool | Sequence[int] = False,
     sigma0: float | None = None,
     popsize: int | None = None,
     evals_until: int | None = None,
@@ -79,7 +80,7 @@ def cma_phase(
     Args:
         columns: continuous columns to move (default: :func:`searchable_columns` of the tier).
         amounts: also move the amounts of the best point's modulation connections (one
-            coordinate each, ``(amount + 1) / 2``).
+            coordinate each, ``(amount + 1) / 2``): True for all of them, or their slot indices.
         sigma0, popsize: override ``config``'s (restarts grow the population, IPOP-style).
         evals_until: stop (returning None) once the budget has counted this many evaluations.
 
@@ -95,7 +96,11 @@ def cma_phase(
     if columns is None:
         columns = searchable_columns(reg, cont0, cat0, config.tier, solved, extras0)
     cols = np.asarray(columns, dtype=int)
-    n_amounts = len(extras0.modulations) if amounts else 0
+    if isinstance(amounts, bool):
+        slots = list(range(len(extras0.modulations))) if amounts else []
+    else:
+        slots = [int(i) for i in amounts if 0 <= int(i) < len(extras0.modulations)]
+    n_amounts = len(slots)
     if len(cols) + n_amounts < 2:
         return "nothing to search"
     integer = [i for i, j in enumerate(cols) if reg.continuous[j].integer]
@@ -112,7 +117,7 @@ def cma_phase(
     if integer:
         opts["integer_variables"] = integer
     x0 = np.concatenate(
-        [cont0[cols].astype(np.float64), [amount_unit(c.amount) for c in extras0.modulations[:n_amounts]]]
+        [cont0[cols].astype(np.float64), [amount_unit(extras0.modulations[i].amount) for i in slots]]
     )
     es = cma.CMAEvolutionStrategy(x0, sigma0 or config.sigma0, opts)
     k = len(cols)
@@ -132,7 +137,12 @@ def cma_phase(
         for x in xs[:n]:
             c = cont0.copy()
             c[cols] = np.clip(x[:k], 0.0, 1.0)
-            extras = extras0.with_amounts(2.0 * np.clip(x[k:], 0.0, 1.0) - 1.0) if n_amounts else extras0
+            extras = extras0
+            if n_amounts:
+                new = [c.amount for c in extras0.modulations]
+                for i, v in zip(slots, 2.0 * np.clip(x[k:], 0.0, 1.0) - 1.0, strict=True):
+                    new[i] = float(v)
+                extras = extras0.with_amounts(new)
             candidates.append((c, cat0, extras))
         losses = search.run(candidates)
         if n == es.popsize:
