@@ -150,15 +150,22 @@ def mel_scale_configs(sample_rate: int) -> tuple[FeatureConfig, ...]:
     bands (librosa Slaney filterbank, 20 Hz to Nyquist) and ``log(mel + 1e-5)``. At 44.1 kHz:
     n_fft 512 / 1024 / 4096, hop 128 / 256 / 1024.
     """
+    return _scale_configs(sample_rate, MEL_SCALES, _pow2_near, fmin=20.0)
+
+
+def _scale_configs(sample_rate: int, scales, n_fft_of, fmin: float) -> tuple[FeatureConfig, ...]:
+    """One :class:`FeatureConfig` per ``(window seconds, bands)`` of ``scales``: FFT size
+    ``n_fft_of(window samples)``, hop a quarter of it."""
     configs = []
-    for seconds, n_mels in MEL_SCALES:
-        n_fft = _pow2_near(seconds * sample_rate)
+    for seconds, n_mels in scales:
+        n_fft = int(n_fft_of(seconds * sample_rate))
         configs.append(
             FeatureConfig(
                 sample_rate=int(sample_rate),
                 n_fft=n_fft,
                 hop_length=n_fft // 4,
                 n_mels=n_mels,
+                fmin=fmin,
                 log_floor=MEL_LOG_FLOOR,
             )
         )
@@ -207,20 +214,7 @@ def magnitude_scale_configs(sample_rate: int) -> tuple[FeatureConfig, ...]:
     with ``n_fft = round(window x rate)`` (no power of two: at 44.1 kHz 441 / 1102 / 4410), Hann
     window over the whole FFT, hop ``n_fft // 4``, 32 / 64 / 128 bands of librosa's default Slaney
     filterbank (0 Hz to Nyquist)."""
-    configs = []
-    for seconds, n_mels in MAGNITUDE_SCALES:
-        n_fft = int(round(seconds * sample_rate))
-        configs.append(
-            FeatureConfig(
-                sample_rate=int(sample_rate),
-                n_fft=n_fft,
-                hop_length=n_fft // 4,
-                n_mels=n_mels,
-                fmin=0.0,
-                log_floor=MEL_LOG_FLOOR,
-            )
-        )
-    return tuple(configs)
+    return _scale_configs(sample_rate, MAGNITUDE_SCALES, round, fmin=0.0)
 
 
 def magnitude_mel_l1(pred, target, sample_rate: int):
