@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vitalmatch.search.budget import ELITES, Budget, Search
-from vitalmatch.search.cma import cma_phase, searchable_columns
+from vitalmatch.search.cma import cma_phase, searchable_columns, solved_names
 from vitalmatch.search.discrete import discrete_phase
 from vitalmatch.search.loss import SearchTarget, best_gain, search_features, search_loss
 from vitalmatch.search.structure import structure_phase
@@ -157,7 +157,7 @@ def _groups(
     module a whole-synth start has on ended at 0.29x of the init distance against 0.20x for the
     Tier-1 core alone, worse on each of the 6.)"""
     _, cont, cat, extras = search.best
-    solved = frozenset({"volume"}) if search.target.match_level else frozenset()
+    solved = solved_names(search.target)
     whole = searchable_columns(search.registry, cont, cat, config.tier, solved, extras)
     core = np.union1d(
         searchable_columns(search.registry, cont, cat, 1, solved, extras), np.intersect1d(focus, whole)
@@ -225,7 +225,7 @@ def refine(
         else:
             search.best = (float(start_loss), cont0, cat0, extras0)
             search.remember()
-        solved = frozenset({"volume"}) if target.match_level else frozenset()
+        solved = solved_names(target)
         before = searchable_columns(registry, cont0, cat0, config.tier, solved, extras0)
         if config.tier >= 2 and config.structure and findings is not None:
             stopped = structure_phase(search, findings, changes)

@@ -58,6 +58,12 @@ def searchable_columns(
     return np.array(cols, dtype=int)
 
 
+def solved_names(target) -> frozenset[str]:
+    """Parameters the search solves rather than searches: ``volume`` when the target is scored at
+    each candidate's best output level (:func:`vitalmatch.search.loss.best_gain`)."""
+    return frozenset({"volume"}) if target.match_level else frozenset()
+
+
 def amount_unit(amount: float) -> float:
     """A connection amount in [-1, 1] as a CMA-ES coordinate in [0, 1]."""
     return 0.5 * (float(amount) + 1.0)
@@ -92,7 +98,7 @@ def cma_phase(
 
     _, cont0, cat0, extras0 = search.best
     reg = search.registry
-    solved = frozenset({"volume"}) if search.target.match_level else frozenset()  # see best_gain
+    solved = solved_names(search.target)
     if columns is None:
         columns = searchable_columns(reg, cont0, cat0, config.tier, solved, extras0)
     cols = np.asarray(columns, dtype=int)
