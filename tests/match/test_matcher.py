@@ -37,3 +37,28 @@ def test_matcher_with_a_checkpoint_uses_the_prediction_unless_given_a_start(
     assert from_given.start == "given"
     assert from_given.distance_start < 0.05 * from_given.distance_init
     assert from_given.distance <= from_given.distance_start
+
+
+def test_a_silent_start_is_never_returned_even_where_the_metric_prefers_silence(match_cache, monkeypatch):
+    """A 20-ms click in a 1.5-s clip is mostly floor, and so is silence: the metric ranks silence
+    above the init preset there. The benchmark's djembe came back silent that way (its start was
+    silent at full quality and was kept by default); the result must sound."""
+    from vitalmatch.match import MatchConfig, Matcher
+    from vitalmatch.metrics import magnitude_mel_l1
+    from vitalmatch.search.loss import SILENT_PEAK
+
+    monkeypatch.setenv("VITALMATCH_CACHE", str(match_cache))
+    sr, n = 44100, int(0.02 * 44100)
+    target = np.zeros(int(1.5 * sr), np.float32)
+    rng = np.random.default_rng(0)
+    target[:n] = rng.standard_normal(n).astype(np.float32) * 0.5 * np.exp(-np.arange(n) / (0.3 * n))
+    config = MatchConfig(refine=False, start_set_size=0, pitch_search=False, structure=False, workers=1)
+    with Matcher(config, None, progress=False) as matcher:
+        cont, cat = (v.copy() for v in matcher._init_vectors)
+        kind, col = matcher.registry.locate("osc_1_on")
+        (cont if kind == "continuous" else cat)[col] = 0  # nothing sounds
+        result = matcher.match_audio(target, 57, 0.02, start=(cont, cat))
+    silence = magnitude_mel_l1(np.zeros_like(target), target, sr)
+    assert silence < result.distance_init  # the premise: here the metric prefers silence
+    assert result.distance_start == silence or abs(result.distance_start - silence) < 1e-3
+    assert float(np.abs(result.render).max()) >= SILENT_PEAK and result.kept == "init"

@@ -53,6 +53,7 @@ from vitalmatch.search import (
     final_task,
     refine,
 )
+from vitalmatch.search.loss import SILENT_PEAK
 from vitalmatch.synth.params import ParamRegistry
 from vitalmatch.synth.render import PresetExtras
 
@@ -618,13 +619,20 @@ class Matcher:
         dist = [
             float(magnitude_mel_l1(mono(r), target, cfg.sample_rate)) if r.ok else math.inf for r in finals
         ]
-        keep = 1
-        for i in range(2, len(finals)):
-            silent = not finals[i].ok or float(np.abs(finals[i].value[0]).max()) < 1e-4
-            if not silent and dist[i] <= dist[keep]:
+
+        def sounding(i: int) -> bool:
+            return finals[i].ok and float(np.abs(finals[i].value[0]).max()) >= SILENT_PEAK
+
+        # the start unless a refined point is as close; the init preset only when strictly
+        # closer; a silent render never (the metric can prefer silence: search/loss.py)
+        keep = None
+        for i in (1, *range(2, len(finals))):
+            if sounding(i) and (keep is None or dist[i] <= dist[keep]):
                 keep = i
-        if finals[0].ok and dist[0] < dist[keep]:
+        if sounding(0) and (keep is None or dist[0] < dist[keep]):
             keep = 0
+        if keep is None:
+            raise RuntimeError("every candidate, the init preset too, rendered silent at this note")
         init_dist = dist[0]
         if detected != note:  # the metric's reference is the init preset at the note played
             (ref,) = self.pool.map(

@@ -12,6 +12,13 @@ reverb or vibrato. It is rendered by the project itself on first use (:func:`ens
 a few minutes on 2 cores for 256 presets) with the dataset pipeline
 (:func:`vitalmatch.data.generate.generate`, one file per tier) into ``$VITALMATCH_CACHE``
 (default ``~/.cache/vitalmatch``), then reused; the log-mel index is cached next to it.
+
+The default set (:data:`PACKAGED_SIZE` presets) also ships inside the package
+(:data:`PACKAGED_FILE`: the vectors, extras and index of that build, no audio, ~2 MB), so a first
+``match`` starts in seconds instead of building it for minutes; it is used only when its recipe
+key (:func:`start_set_key`: recipe version, size, seed, vita version) matches this install,
+otherwise the set is built as above. Written from a built set by :func:`main`
+(``python -c "from vitalmatch.match.start_set import main; main(['OUT.npz'])"``).
 """
 
 from __future__ import annotations
@@ -46,6 +53,12 @@ MAX_START_SET = 10_000
 START_SET_RATE = 0.75
 #: RMS every clip is scaled to before indexing (loudness does not choose the neighbour).
 _INDEX_RMS = 0.1
+#: Size of the starting set shipped in the package (``MatchConfig.start_set_size``'s default).
+PACKAGED_SIZE = 256
+#: The shipped copy of the default starting set (see the module docstring).
+PACKAGED_FILE = Path(__file__).with_name("starts-default.npz")
+#: Format of :meth:`StartSet.save` files.
+_SAVE_FORMAT = "vitalmatch-start-set-1"
 
 
 def cache_dir() -> Path:
@@ -69,6 +82,7 @@ class StartSet:
 
         paths = [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
         self.paths = paths
+        self.size: int | None = None  # presets the set was built from (set by ensure_start_set)
         notes, names, conts, cats, feats, self.extras, self.catalogs, self.file_of = (
             [],
             [],
@@ -115,6 +129,101 @@ class StartSet:
         self.categorical = np.concatenate(cats)
         self.index = NearestNeighbours(np.concatenate(feats), self.feature_config(), rms=_INDEX_RMS)
 
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the set without its audio to ``path`` (numpy ``.npz``, no pickle): vectors, notes,
+        names, extras (encoded connections, LFO shapes and samples through shared tables), the
+        catalogs, the registry and the index features, with :func:`start_set_key` of its size.
+        :meth:`load` reads it back into an equal set (tested)."""
+        from vitalmatch.synth.modulation import encode
+
+        lfo_table: list[str] = []  # JSON of each distinct shape / sample, indexed from 1
+        sample_table: list[str] = []
+        rows = []
+        for x in self.extras:
+            lfos = [0 if d is None else _intern(lfo_table, d) for d in x.lfos]
+            sample = 0 if x.sample is None else _intern(sample_table, x.sample)
+            if any(x.wavetable_files):
+                raise ValueError("a starting set with custom wavetable files cannot be saved")
+            rows.append({"m": encode(x.modulations).tolist(), "l": lfos, "s": sample})
+        if self.size is None:
+            raise ValueError("the starting set's size is unknown (build it with ensure_start_set)")
+        meta = {
+            "format": _SAVE_FORMAT,
+            "key": start_set_key(self.size),
+            "size": self.size,
+            "sample_rate": self.sample_rate,
+            "registry": self.registry.to_json(),
+            "catalogs": [_catalog_entry(c) for c in self.catalogs],
+            "lfo_table": [json.loads(t) for t in lfo_table],
+            "sample_table": [json.loads(t) for t in sample_table],
+            "extras": rows,
+        }
+        tmp = Path(path).with_name(Path(path).name + ".tmp.npz")
+        np.savez_compressed(
+            tmp,
+            meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+            notes=self.notes.astype(np.int16),
+            names=np.array(self.names),
+            continuous=self.continuous.astype(np.float32),
+            categorical=self.categorical.astype(np.int32),
+            file_of=np.asarray(self.file_of, np.int16),
+            features=self.index.features.numpy().astype(np.float16),  # log-mels: 1e-3 is plenty
+        )
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, size: int | None = None) -> StartSet | None:
+        """The set :meth:`save` wrote to ``path``, or None when the file is absent, unreadable or
+        was made for another recipe, size or synth version (``size``: the size asked for;
+        None accepts any)."""
+        from vitalmatch.data.reader import extras_of
+        from vitalmatch.synth.modulation import ENCODED_WIDTH
+        from vitalmatch.synth.wavetables import WavetableCatalog
+
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(z["meta"].tobytes().decode())
+                arrays = {
+                    k: z[k] for k in ("notes", "names", "continuous", "categorical", "file_of", "features")
+                }
+        except (OSError, ValueError, KeyError):
+            return None
+        if meta.get("format") != _SAVE_FORMAT or (size is not None and meta.get("size") != size):
+            return None
+        if meta.get("key") != start_set_key(int(meta["size"])):
+            return None
+        self = cls.__new__(cls)
+        self.paths = [Path(path)]
+        self.size = int(meta["size"])
+        self.sample_rate = int(meta["sample_rate"])
+        self.registry = ParamRegistry.from_json(meta["registry"])
+        builtin = WavetableCatalog.builtin()
+        self.catalogs = [
+            builtin if c == "builtin" else WavetableCatalog.from_json_data(json.loads(c))
+            for c in meta["catalogs"]
+        ]
+        self.catalog = self.catalogs[0] if self.catalogs else None
+        lfo_table = [None, *meta["lfo_table"]]
+        sample_table = [None, *meta["sample_table"]]
+        self.extras = [
+            extras_of(
+                np.asarray(r["m"], np.float32).reshape(-1, ENCODED_WIDTH),
+                np.asarray(r["l"]),
+                int(r["s"]),
+                lfo_table,
+                sample_table,
+            )
+            for r in meta["extras"]
+        ]
+        self.notes = arrays["notes"].astype(int)
+        self.names = [str(n) for n in arrays["names"]]
+        self.continuous = arrays["continuous"]
+        self.categorical = arrays["categorical"].astype(np.int64)
+        self.file_of = [int(f) for f in arrays["file_of"]]
+        features = arrays["features"].astype(np.float32)
+        self.index = NearestNeighbours(features, self.feature_config(), rms=_INDEX_RMS)
+        return self
+
     def feature_config(self) -> FeatureConfig:
         return FeatureConfig(sample_rate=self.sample_rate, n_fft=1024, hop_length=256, n_mels=64)
 
@@ -152,15 +261,20 @@ def tier_sizes(size: int) -> dict[int, int]:
     return {t: n for t, n in sizes.items() if n > 0}
 
 
-def start_set_path(size: int, tier: int = 1) -> Path:
-    """Cache file of the ``tier`` part of the starting set of ``size`` presets (depends on the
-    recipe and vita)."""
-    from vitalmatch.synth.params import _vita_version  # renders change with the synth version
+def start_set_key(size: int, tier: int | None = None) -> str:
+    """What a starting set of ``size`` presets (its ``tier`` part; None: the whole set) depends
+    on: the recipe version, size, seed and the vita version (renders change with the synth)."""
+    from vitalmatch.synth.params import _vita_version
 
-    key = hashlib.sha256(
-        f"{START_SET_VERSION}:{size}:{tier}:{START_SET_SEED}:{_vita_version()}".encode()
+    part = "" if tier is None else f":{tier}"
+    return hashlib.sha256(
+        f"{START_SET_VERSION}:{size}{part}:{START_SET_SEED}:{_vita_version()}".encode()
     ).hexdigest()
-    return cache_dir() / f"starts-t{tier}-n{size}-{key[:10]}.h5"
+
+
+def start_set_path(size: int, tier: int = 1) -> Path:
+    """Cache file of the ``tier`` part of the starting set of ``size`` presets."""
+    return cache_dir() / f"starts-t{tier}-n{size}-{start_set_key(size, tier)[:10]}.h5"
 
 
 def check_start_set_size(size: int) -> None:
@@ -178,6 +292,7 @@ def ensure_start_set(
     workers: int = 2,
     progress: bool = True,
     notify: Callable[[str], None] | None = None,
+    packaged: bool = True,
 ) -> StartSet | None:
     """The starting set of ``size`` presets, rendered now if not cached (resumes a partial file).
 
@@ -190,9 +305,15 @@ def ensure_start_set(
         notify: called with a one-line announcement before a build (its size, where and about
             how long), whatever ``progress`` is: a first build can take long, and it is cached
             for later runs. Not called when the set is cached.
+        packaged: use the copy shipped in the package (:data:`PACKAGED_FILE`) when it was made
+            for this size, recipe and synth version; False renders (or reuses) the cached build.
     """
     if size <= 0:
         return None
+    if packaged and size == PACKAGED_SIZE:
+        shipped = StartSet.load(PACKAGED_FILE, size)
+        if shipped is not None:  # the same recipe and synth: no need to render it again
+            return shipped
     from vitalmatch.data.generate import GenerateConfig, generate
     from vitalmatch.synth.render import RenderConfig
 
@@ -230,4 +351,44 @@ def ensure_start_set(
         )
         generate(config)
         done.write_text(json.dumps({"size": size, "tier": tier, "created": time.time()}))
-    return StartSet(paths)
+    starts = StartSet(paths)
+    starts.size = size
+    return starts
+
+
+def _catalog_entry(catalog) -> str:
+    """``"builtin"`` for the built-in wavetable catalog (its tables ship with the package), else
+    the catalog's JSON."""
+    from vitalmatch.synth.wavetables import WavetableCatalog
+
+    return "builtin" if list(catalog.hashes) == list(WavetableCatalog.builtin().hashes) else catalog.to_json()
+
+
+def _intern(table: list[str], value: dict) -> int:
+    """1-based index of ``value`` (as sorted JSON) in ``table``, appended when new."""
+    text = json.dumps(value, sort_keys=True)
+    if text not in table:
+        table.append(text)
+    return table.index(text) + 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``main(["OUT.npz", "--size", "N"])``: build (or reuse the cached) starting
+    set of ``N`` presets and write it with :meth:`StartSet.save` (how :data:`PACKAGED_FILE` is made)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="start_set", description="write a starting set without its audio")
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--size", type=int, default=PACKAGED_SIZE)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args(argv)
+    check_start_set_size(args.size)
+    paths = [start_set_path(args.size, t) for t in tier_sizes(args.size)]
+    if not all(p.with_suffix(".done").is_file() for p in paths):
+        ensure_start_set(args.size, workers=args.workers, notify=print, packaged=False)
+    starts = StartSet(paths)
+    starts.size = args.size
+    starts.save(args.out)
+    mb = args.out.stat().st_size / 1e6
+    print(f"wrote {args.out}: {len(starts)} rows of {args.size} presets ({mb:.1f} MB)")
+    return 0

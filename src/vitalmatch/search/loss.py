@@ -89,6 +89,13 @@ COARSE_ENVELOPE_S = 0.05
 #: peak its render may reach (vita clamps the output at +-2.1; below that the gain is exact).
 LEVEL_MIN_DB = -40.0
 OUTPUT_LIMIT = 2.0
+#: A render whose peak (full scale) stays below this is silent: never returned by ``match``.
+SILENT_PEAK = 1e-4
+#: Added to a silent candidate's loss. The metric can prefer silence (a short hit in a long
+#: clip is mostly floor, and so is silence: measured on a 0.2 s djembe in 1.5 s, silence 0.62
+#: against the init preset's 0.90), so silence must rank below every sounding candidate; the
+#: metric itself is at most ~|log(1e-5)| = 11.5.
+SILENCE_PENALTY = 100.0
 
 
 def _pool(x, hop_s: float, block_s: float):

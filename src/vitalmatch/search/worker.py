@@ -29,6 +29,8 @@ import numpy as np
 from vitalmatch.search.loss import (
     LEVEL_MIN_DB,
     OUTPUT_LIMIT,
+    SILENCE_PENALTY,
+    SILENT_PEAK,
     SearchTarget,
     best_gain,
     search_features,
@@ -77,17 +79,20 @@ class _Searcher:
         mono = audio.mean(axis=0)[: len(target.audio)]
         feats = search_features(mono, target.sample_rate, target.objective, target.peak)
         weight = target.envelope_weight if target.objective == "coarse" else 0.0  # fine: the metric alone
+        peak = float(np.abs(audio).max())
         if not target.match_level:
-            return search_loss(feats, self.target_feats, weight), 0.0
+            loss = search_loss(feats, self.target_feats, weight)
+            return loss + (SILENCE_PENALTY if peak < SILENT_PEAK else 0.0), 0.0
         volume = self.registry["volume"]
         now_db = volume_db(volume.from_unit(float(cont[self.volume_col])))
         hi = volume_db(volume.max) - now_db
-        peak = float(np.abs(audio).max())
         if peak > 0:  # stay below vita's output clamp (+-2.1), where the gain stops being exact
             hi = min(hi, 20.0 * math.log10(OUTPUT_LIMIT / peak))
         gain, loss = best_gain(
             feats, self.target_feats, weight, min(0.0, LEVEL_MIN_DB - now_db), max(0.0, hi)
         )
+        if peak * 10.0 ** (gain / 20.0) < SILENT_PEAK:  # silent at the level it would be returned at
+            loss += SILENCE_PENALTY
         return loss, gain
 
     def final(self, cont, cat, note: int, note_s: float, render_s: float, sample_rate: int, extras=None):

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import faulthandler
 import functools
 import json
 import mmap
@@ -493,6 +494,9 @@ class RenderEngine:
                 code = 1
                 try:
                     os.close(read_fd)
+                    # A crash here is reported by the parent as a RenderError: a faulthandler
+                    # inherited from the parent (pytest enables one) would only print a traceback.
+                    faulthandler.disable()
                     if self.synth.load_json(text):
                         for handle, value in values:
                             handle.set(value)
