@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/train_throughput.py [--archs slim10,slim18,resnet18] [--batch 32] [--steps 10]
-        [--warmup 3] [--threads 0] [--data FILE.h5] [--quick] [--out benchmarks/results]
+        [--warmup 3] [--threads 0] [--data FILE.h5|DIR/] [--streaming WORKERS] [--quick]
+        [--out benchmarks/results]
 
 What it measures (samples/s are medians over timed steps; warm-up steps are excluded; the ratios
 come from numbers taken in this same run, since the machine may be noisy):
@@ -25,7 +26,9 @@ come from numbers taken in this same run, since the machine may be noisy):
    workers, shuffled as a DataLoader-based loop would read them (and in file order with 0
    workers, for comparison; ``train.fit`` itself does not use it); rates include each epoch's
    worker start-up, reported apart too. With ``--data``
-   also ``load_split`` seconds per 1000 rows (reading stored log-mels, or computing them).
+   also ``load_split`` seconds per 1000 rows (reading stored log-mels, or computing them); with
+   ``--streaming W`` also (d) one streamed epoch of ``--load-rows`` rows (``train --stream on``,
+   W loader workers), whose ratio to the slim10 step rate has the goal >= 3 (issue 19).
    Each loading rate is divided by the CPU model-step rate of slim10 (the CPU default arch):
    a ratio below 1 means loading is the bottleneck. Loading and the model step share the CPU
    cores when they run in one process, so the table also gives the share of a serial step that
@@ -254,6 +257,31 @@ def bench_loader(path: Path, batch: int, n_batches: int, workers: int, shuffle: 
     }
 
 
+def bench_streaming(
+    path: Path, registry, features: FeatureConfig, batch: int, rows: int, workers: int
+) -> dict:
+    """One streamed epoch (``train --stream on``: :class:`~vitalmatch.learn.data.StreamingSplit`,
+    chunk-aligned blocks, shuffled windows, ``workers`` DataLoader workers) of the first ``rows``
+    training rows: samples/s counted from creating the iterator (worker start-up included)."""
+    from vitalmatch.learn.data import StreamingSplit
+
+    split = StreamingSplit(path, "train", registry, features, max_rows=rows, workers=workers)
+    t0 = time.perf_counter()
+    first, n = None, 0
+    for b in split.epoch_batches(0, 0, batch_size=batch):
+        n += len(b["row"])
+        first = time.perf_counter() - t0 if first is None else first
+    total = time.perf_counter() - t0
+    return {
+        "samples_per_s": n / total,
+        "samples": n,
+        "seconds": total,
+        "first_batch_s": first,
+        "workers": workers,
+        "mels": "read (stored)" if split.use_stored else "computed from audio",
+    }
+
+
 def bench_load_split(path: Path, registry, features: FeatureConfig, rows: int) -> tuple[dict, SplitData]:
     from vitalmatch.data.reader import DatasetReader
     from vitalmatch.learn.data import load_split, stored_mels_match
@@ -297,6 +325,13 @@ def main() -> None:
     ap.add_argument("--load-rows", type=int, default=1000, help="rows load_split reads (with --data)")
     ap.add_argument("--loader-batches", type=int, default=12, help="DataLoader batches per measurement")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument(
+        "--streaming",
+        type=int,
+        default=None,
+        metavar="WORKERS",
+        help="with --data: also a streamed epoch of --load-rows rows with WORKERS loader workers",
+    )
     ap.add_argument("--quick", action="store_true", help="few steps, slim10 only: check that it runs")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args()
@@ -310,8 +345,8 @@ def main() -> None:
         ap.error(f"--archs: unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(ARCHS)}")
     if args.batch < 1 or args.steps < 1 or args.warmup < 0:
         ap.error("--batch and --steps must be >= 1, --warmup >= 0")
-    if args.data is not None and not args.data.is_file():
-        ap.error(f"--data {args.data}: no such file")
+    if args.data is not None and not args.data.exists():
+        ap.error(f"--data {args.data}: no such file or directory")
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -390,6 +425,11 @@ def main() -> None:
         for workers, shuffle in ((0, False), (0, True), (2, True)):
             key = f"DataLoader audio, {workers} workers, {'shuffled' if shuffle else 'file order'}"
             loading[key] = bench_loader(args.data, args.batch, args.loader_batches, workers, shuffle)
+        if args.streaming is not None:
+            key = f"streamed epoch, {args.streaming} workers"
+            loading[key] = bench_streaming(
+                args.data, info["registry"], features, args.batch, args.load_rows, args.streaming
+            )
     load_end = os.getloadavg()[0]
 
     # ratios

@@ -162,10 +162,13 @@ _REUSE_SYNTH_HELP = (
 def _generate_settings():
     from vitalmatch.data.generate import GenerateConfig
     from vitalmatch.data.schema import AUDIO_FORMATS, CHANNELS
+    from vitalmatch.data.shards import parse_shard
 
     return GenerateConfig, (
         Flag("tier"),
         Flag("workers"),
+        Flag("backend", type=click.Choice(["local", "ray"])),
+        Flag("address"),
         Flag("seed"),
         Flag("render.notes", parse=_midi_notes),
         Flag("render.sample_rate"),
@@ -184,6 +187,8 @@ def _generate_settings():
         Flag("give_up_after"),
         Flag("render.reproducible", "--reuse-synth", invert=True, help=_REUSE_SYNTH_HELP),
         Flag("progress"),
+        Flag("shard_size"),
+        Flag("shard", parse=parse_shard),
     )
 
 
@@ -195,7 +200,13 @@ def _generate_settings():
     default=None,
     help="Sampled presets to keep (each gives one render per note); may be 0 with --presets.",
 )
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="HDF5 file to write.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(),
+    required=True,
+    help="HDF5 file to write, or a directory DIR/ of shard files (docs/cluster.md).",
+)
 @click.option(
     "--presets",
     "preset_dirs",
@@ -208,7 +219,7 @@ def _generate_settings():
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
 def generate_cmd(
     n_presets: int | None,
-    output: Path,
+    output: str,
     preset_dirs: tuple[Path, ...],
     more_presets: tuple[Path, ...],
     resume: bool,
@@ -238,8 +249,13 @@ def generate_cmd(
     wavetables = settings.get("wavetables")
     if wavetables is not None and not Path(wavetables).is_file():
         raise click.UsageError(f"wavetable catalog {wavetables} does not exist")
-    fixed = dict(output=output, n_presets=n_presets, resume=resume, overwrite=overwrite, presets=presets)
+    path = Path(output)
+    fixed = dict(output=path, n_presets=n_presets, resume=resume, overwrite=overwrite, presets=presets)
     config = from_dict(GenerateConfig, settings, source="options", fixed=fixed)
+    if output.endswith(("/", os.sep)) and config.shard_size is None:  # -o DIR/: a sharded run
+        from vitalmatch.data.shards import DEFAULT_SHARD_SIZE
+
+        config = dataclasses.replace(config, shard_size=DEFAULT_SHARD_SIZE)
     # pcm16 stores up to the clipping threshold without clipping it again
     storage = dataclasses.replace(config.storage, full_scale=max(1.0, config.validation.clip_peak))
     config = dataclasses.replace(config, storage=storage)
@@ -268,6 +284,17 @@ def inspect_cmd(path: Path, export_wav: Path | None, k: int, as_json: bool) -> N
     if export_wav is not None:
         for f in export_wavs(path, export_wav, k):
             click.echo(f"wrote {f}")
+
+
+# ------------------------------------------------------------------------------------------ index
+@cli.command("index")
+@click.argument("directory", metavar="DIR/", type=click.Path(path_type=Path))
+def index_cmd(directory: Path) -> None:
+    """Check a directory of shard files (every block there, finished, of one run, no overlap) and
+    write its index.json; one error line and exit 1 otherwise."""
+    from vitalmatch.data.shards import index_directory
+
+    click.echo(index_directory(directory).line())
 
 
 # ------------------------------------------------------------------------------- download-presets
@@ -359,7 +386,9 @@ def _train_settings():
 
 
 @stage("train", _train_settings, file_keys=("data", "out"))
-@click.option("--data", type=click.Path(path_type=Path), required=True, help="Dataset file (.h5).")
+@click.option(
+    "--data", type=click.Path(path_type=Path), required=True, help="Dataset file (.h5) or sharded DIR/."
+)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt.")
 @click.option("--overwrite", is_flag=True, help="Start a new run even if --out holds one.")
@@ -463,7 +492,10 @@ def _evaluate_settings():
 
 @stage("evaluate", _evaluate_settings)
 @click.option(
-    "--data", type=click.Path(path_type=Path), required=True, help="Dataset (.h5): test split, baselines."
+    "--data",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Dataset (.h5, or DIR/ of shards): test split, baselines.",
 )
 @click.option(
     "--checkpoint", type=click.Path(path_type=Path), default=None, help="Trained model (method 'model')."
@@ -605,6 +637,18 @@ def _match_settings():
     "folders join when present.",
 )
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: match each sound on one node of a Ray cluster (--workers CPUs each; no progress bars).",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster with --backend ray: auto or HOST:PORT (default: a private Ray on this machine).",
+)
 def match_cmd(
     input_path: Path | None,
     example: str | None,
@@ -616,6 +660,8 @@ def match_cmd(
     author: str,
     overwrite: bool,
     progress: bool,
+    backend: str,
+    address: str | None,
     settings: dict,
 ) -> None:
     """Turn a sound (or a folder of sounds, or a built-in --example) into a .vital preset: start point +
@@ -649,6 +695,8 @@ def match_cmd(
         on_item=lambda item: _print_match(item, single),
         # said whatever --progress is: a first build can take long (it is cached for later runs)
         notify=lambda message: click.echo(message, err=True),
+        backend=backend,
+        address=address,
     )
     if report.summary is not None:
         click.echo(report.table())

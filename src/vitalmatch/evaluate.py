@@ -110,7 +110,7 @@ class EvaluateConfig:
             raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
         if "model" in self.methods and self.checkpoint is None:
             raise ValueError("the model method needs --checkpoint (or leave it out of --methods)")
-        if not Path(self.data).is_file():
+        if not Path(self.data).exists():  # a file, or a directory of shards
             raise ValueError(f"dataset {self.data} does not exist")
         if self.presets is not None and not Path(self.presets).is_dir():
             raise ValueError(f"presets folder {self.presets} does not exist")

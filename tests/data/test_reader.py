@@ -213,3 +213,92 @@ def test_schema_1_0_0_files_still_read_and_resume(tmp_path):
         w.commit(progress_at(7))
     with DatasetReader(path) as r:
         assert len(r) == 7 and r.attrs["schema_version"] == "1.0.0"
+
+
+# ------------------------------------------------------------------ a directory of shards (issue 19)
+def _shard_dir(tmp_path, bounds=((0, 6), (6, 15), (15, 21))):
+    """Shard files written directly with the writer (rows of ``dataset_rows``), as a sharded run
+    leaves them: shard attributes, and progress records marked complete."""
+    import json
+
+    from tests.data.dataset_rows import ATTRS
+
+    d = tmp_path / "shards"
+    d.mkdir()
+    for b, (lo, hi) in enumerate(bounds):
+        attrs = {
+            **ATTRS,
+            "shard_block": b,
+            "shard_blocks": len(bounds),
+            "shard_size": 3,
+            "stream_start": 0,
+            "run_settings_json": json.dumps({"seed": 7, "tier": 1}),
+        }
+        with create(d / f"shard-{b:05d}.h5", attrs=attrs) as w:
+            w.append(**rows(lo, hi))
+            w.commit({**progress_at(hi - lo), "kept_presets": (hi - lo) // 3, "complete": True})
+    return d
+
+
+@pytest.mark.parametrize("virtual", [True, False])
+def test_a_directory_of_shards_reads_as_one_file(tmp_path, monkeypatch, virtual):
+    """``DatasetReader(DIR)`` gives the rows of the shards in block order, exactly as one file
+    holding the same rows, for every index form: through the in-memory virtual dataset, and
+    through the shard readers (where the open-file limit forbids it) with one file open at a time."""
+    import vitalmatch.data.reader as reader_module
+    from vitalmatch.data.reader import ShardedReader
+    from vitalmatch.data.shards import index_directory
+
+    max_open = 32 if virtual else 1
+    monkeypatch.setattr(ShardedReader, "max_open", max_open)
+    if not virtual:
+        monkeypatch.setattr(reader_module, "_open_files_allowed", lambda needed: False)
+    d = _shard_dir(tmp_path)
+    one = tmp_path / "one.h5"
+    with create(one) as w:
+        w.append(**rows(0, 21))
+        w.commit({})
+    for with_index in (False, True):
+        if with_index:
+            assert index_directory(d).rows == 21
+        with DatasetReader(d) as r, DatasetReader(one) as f:
+            assert isinstance(r, ShardedReader) and len(r) == 21 and len(r._open_shards) <= max_open
+            for idx in (
+                slice(None),
+                7,
+                -1,
+                slice(19, 2, -3),
+                np.array([20, 0, 6, 6, 14]),
+                np.arange(21) % 2 == 0,
+            ):
+                for name in ("audio", "continuous", "categorical", "log_mel", "lfo_shape", "sample_index"):
+                    np.testing.assert_array_equal(getattr(r, name)(idx), getattr(f, name)(idx), err_msg=name)
+                for name in ("midi_note", "preset_name", "split", "preset_index", "source"):
+                    np.testing.assert_array_equal(r.metadata(name, idx), f.metadata(name, idx), err_msg=name)
+                if not isinstance(idx, int):
+                    for a, b in zip(r.modulation(idx), f.modulation(idx), strict=True):
+                        np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(r.modulation_dense([3, 16]), f.modulation_dense([3, 16]))
+            np.testing.assert_array_equal(r.preset_file(), f.preset_file())
+            assert r.audio([]).shape == (0, 2, T)
+            for split in ("train", "val", "test"):
+                np.testing.assert_array_equal(r.split_indices(split), f.split_indices(split))
+            assert r.progress()["rows"] == 21 and r.progress()["shards"] == 3
+            assert r.sample_rate == f.sample_rate and r.has_log_mel and r.attrs["seed"] == 7
+            assert audio_bytes_per_row(d) > 0
+            with pytest.raises(IndexError):
+                r.audio(21)
+            if virtual:
+                assert "audio/waveforms" in r.h5 and not any(
+                    p.name.endswith(".virtual.h5") for p in tmp_path.rglob("*")
+                )
+            else:
+                with pytest.raises(ValueError, match="directory of shards"):
+                    _ = r.h5
+    # a directory with a hole is refused in one line
+    (d / "shard-00001.h5").unlink()
+    with pytest.raises(ValueError, match="shards missing") as e:
+        DatasetReader(d)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="holds no shard"):
+        DatasetReader(tmp_path)

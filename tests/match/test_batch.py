@@ -22,11 +22,12 @@ from vitalmatch.outputs import render_wav_path
 from vitalmatch.synth.export import read_vital
 
 
-def test_match_without_checkpoint_end_to_end(match_cache, sounds, tmp_path):
+def test_match_without_checkpoint_end_to_end(match_cache, sounds, tmp_path, capsys):
     out = tmp_path / "match.vital"
     r = _run(
         [sounds[0], "-o", out, "--budget-s", "6", "--start-set", START_SET, "--wav", "--no-progress"],
         match_cache,
+        capsys,
     )
     assert r.returncode == 0, r.stderr
     m = re.search(r"magnitude mels\): init ([\d.]+), start ([\d.]+), after ([\d.]+)", r.stdout)
@@ -44,13 +45,17 @@ def test_match_without_checkpoint_end_to_end(match_cache, sounds, tmp_path):
     assert sr == 44100 and wav.shape[1] == 2
 
 
-def test_batch_folder_with_a_bad_file(match_cache, sounds, tmp_path):
+def test_batch_folder_with_a_bad_file(match_cache, sounds, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "good.wav").write_bytes(sounds[1].read_bytes())
     (folder / "broken.wav").write_text("not audio at all")
     out = tmp_path / "out"
-    r = _run([folder, "-o", out, "--max-evals", "30", "--start-set", START_SET, "--no-progress"], match_cache)
+    r = _run(
+        [folder, "-o", out, "--max-evals", "30", "--start-set", START_SET, "--no-progress"],
+        match_cache,
+        capsys,
+    )
     assert r.returncode == 1
     assert "1 of 2 inputs failed" in r.stderr and "broken.wav" in r.stderr
     assert (out / "good.vital").is_file() and not (out / "broken.vital").exists()
@@ -105,22 +110,24 @@ def test_ctrl_c_writes_the_best_preset_so_far(match_cache, sounds, tmp_path):
         (lambda d: (d / "x.wav").write_text("nope") and d / "x.wav", "x.wav"),
     ],
 )
-def test_bad_input_gives_one_line(match_cache, tmp_path, make, message):
+def test_bad_input_gives_one_line(match_cache, tmp_path, make, message, capsys):
     path = make(tmp_path)
-    r = _run([path, "-o", tmp_path / "o.vital", "--start-set", START_SET, "--no-progress"], match_cache)
+    r = _run(
+        [path, "-o", tmp_path / "o.vital", "--start-set", START_SET, "--no-progress"], match_cache, capsys
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     line = r.stderr.strip().splitlines()[-1]
     assert line.startswith("error:") and message in line
     assert not (tmp_path / "o.vital").exists()
 
 
-def test_the_render_never_replaces_the_input(match_cache, sounds, tmp_path):
+def test_the_render_never_replaces_the_input(match_cache, sounds, tmp_path, capsys):
     """``match s.wav -o s.vital --wav --overwrite`` used to write the render over s.wav."""
     src = tmp_path / "s.wav"
     src.write_bytes(sounds[0].read_bytes())
     before = src.read_bytes()
     args = ["-o", tmp_path / "s.vital", "--wav", "--overwrite", "--no-refine", "--start-set", START_SET]
-    r = _run([src, *args, "--no-progress"], match_cache)
+    r = _run([src, *args, "--no-progress"], match_cache, capsys)
     assert r.returncode == 0, r.stderr
     assert src.read_bytes() == before
     assert (tmp_path / "s.match.wav").is_file() and f"wrote {tmp_path / 's.match.wav'}" in r.stdout
@@ -130,12 +137,13 @@ def test_the_render_never_replaces_the_input(match_cache, sounds, tmp_path):
     r = _run(
         [named, "-o", tmp_path / "sub" / ".." / "x.vital", "--wav", "--overwrite", "--no-progress"],
         match_cache,
+        capsys,
     )
     assert r.returncode == 1 and "is the input" in r.stderr.strip().splitlines()[-1]
     assert named.read_bytes() == before and not (tmp_path / "x.vital").exists()
 
 
-def test_folder_inputs_that_share_a_name_get_distinct_presets(match_cache, sounds, tmp_path):
+def test_folder_inputs_that_share_a_name_get_distinct_presets(match_cache, sounds, tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()
     audio, sr = sf.read(sounds[0])
@@ -143,7 +151,9 @@ def test_folder_inputs_that_share_a_name_get_distinct_presets(match_cache, sound
     sf.write(folder / "a.flac", audio[::-1], sr)  # another sound under the same stem
     sf.write(folder / "b.wav", audio, sr)
     out = tmp_path / "out"
-    r = _run([folder, "-o", out, "--no-refine", "--start-set", START_SET, "--no-progress"], match_cache)
+    r = _run(
+        [folder, "-o", out, "--no-refine", "--start-set", START_SET, "--no-progress"], match_cache, capsys
+    )
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.glob("*.vital")) == ["a.flac.vital", "a.wav.vital", "b.vital"]
     assert "wrote 3 presets" in r.stdout
@@ -159,23 +169,24 @@ def test_folder_inputs_that_share_a_name_get_distinct_presets(match_cache, sound
         (["--start-set", "100000"], "--start-set must be in 0..10000, got 100000"),
     ],
 )
-def test_absurd_options_are_refused_at_once(match_cache, sounds, tmp_path, args, message):
-    r = _run([sounds[0], "-o", tmp_path / "o.vital", *args, "--no-progress"], match_cache)
+def test_absurd_options_are_refused_at_once(match_cache, sounds, tmp_path, args, message, capsys):
+    r = _run([sounds[0], "-o", tmp_path / "o.vital", *args, "--no-progress"], match_cache, capsys)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
 
 
-def test_an_unwritable_output_is_refused_before_the_search(match_cache, sounds, tmp_path):
+def test_an_unwritable_output_is_refused_before_the_search(match_cache, sounds, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     r = _run(
         [sounds[0], "-o", tmp_path / "file" / "o.vital", "--start-set", START_SET, "--no-progress"],
         match_cache,
+        capsys,
     )
     assert r.returncode == 1 and "search:" not in r.stdout
     assert r.stderr.strip() == f"error: cannot write into {tmp_path / 'file'}: it is a file, not a folder"
 
 
-def test_a_float_file_far_above_full_scale_is_matched(match_cache, tmp_path):
+def test_a_float_file_far_above_full_scale_is_matched(match_cache, tmp_path, capsys):
     """Peaks of 1e20 made every loss non-finite; 3e38 (near float32's limit) read as 0 ms long."""
     sr = 44100
     t = np.arange(sr) / sr
@@ -185,7 +196,9 @@ def test_a_float_file_far_above_full_scale_is_matched(match_cache, tmp_path):
         sf.write(path, np.stack([tone, tone], 1) * peak, sr, subtype="FLOAT")
         out = tmp_path / f"hot{peak:g}.vital"
         r = _run(
-            [path, "-o", out, "--max-evals", "12", "--start-set", START_SET, "--no-progress"], match_cache
+            [path, "-o", out, "--max-evals", "12", "--start-set", START_SET, "--no-progress"],
+            match_cache,
+            capsys,
         )
         assert r.returncode == 0, r.stderr
         assert "MIDI 57" in r.stdout  # 220 Hz
@@ -194,12 +207,13 @@ def test_a_float_file_far_above_full_scale_is_matched(match_cache, tmp_path):
         assert_app_loads(out)
 
 
-def test_the_built_in_example_is_the_main_job(match_cache, tmp_path):
+def test_the_built_in_example_is_the_main_job(match_cache, tmp_path, capsys):
     """``vitalmatch match --example pad -o pad.vital``: the README's first command, no audio needed."""
     out = tmp_path / "pad.vital"
     r = _run(
         ["--example", "pad", "-o", out, "--max-evals", "12", "--start-set", START_SET, "--no-progress"],
         match_cache,
+        capsys,
     )
     assert r.returncode == 0, r.stderr
     assert "MIDI 57" in r.stdout and f"wrote {out}" in r.stdout  # the pad example plays A3 (220 Hz)
@@ -215,6 +229,6 @@ def test_the_built_in_example_is_the_main_job(match_cache, tmp_path):
         (["some.wav", "--example", "pad"], "give one sound: an INPUT file or folder, or --example NAME"),
     ],
 )
-def test_example_choice_errors(match_cache, tmp_path, args, message):
-    r = _run([*args, "-o", tmp_path / "o.vital", "--no-progress"], match_cache)
+def test_example_choice_errors(match_cache, tmp_path, args, message, capsys):
+    r = _run([*args, "-o", tmp_path / "o.vital", "--no-progress"], match_cache, capsys)
     assert r.returncode == 1 and r.stderr.strip() == f"error: {message}"

@@ -107,7 +107,7 @@ def test_a_library_copy_of_the_target_is_the_start_and_the_note_follows_the_loss
     assert octave.start.endswith("at note 48")
 
 
-def test_a_library_folder_that_is_missing_empty_or_broken_is_one_line(library, tmp_path):
+def test_a_library_folder_that_is_missing_empty_or_broken_is_one_line(library, tmp_path, capsys):
     """CLI: a missing or empty library folder, or one full of broken files, is one error line
     (exit 1); a folder with some broken files lists them and uses the rest."""
     import soundfile as sf
@@ -143,11 +143,11 @@ def test_a_library_folder_that_is_missing_empty_or_broken_is_one_line(library, t
         (empty, "no .vital or .vitalbank presets"),
         (broken, "no usable presets"),
     ):
-        r = run_match([*base, "--library", lib], tmp_path / "cache")
+        r = run_match([*base, "--library", lib], tmp_path / "cache", capsys)
         assert r.returncode == 1, r.stderr
         lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and words in lines[0] and "Traceback" not in r.stderr, r.stderr
-    r = run_match([*base, "--library", mixed], tmp_path / "cache")
+    r = run_match([*base, "--library", mixed], tmp_path / "cache", capsys)
     assert r.returncode == 0, r.stderr
     assert "bad.vital" in r.stderr and "1 presets used" in r.stderr, r.stderr
     assert (tmp_path / "out.vital").is_file()

@@ -2,10 +2,13 @@
 
 Stage: generate. Input: a :class:`GenerateConfig`. Output: one HDF5 file (schema in
 :mod:`vitalmatch.data.schema`, written by :mod:`vitalmatch.data.writer`) with one row per accepted
-render (preset x note) and the registry, wavetable catalog, seed and every setting as attributes.
+render (preset x note) and the registry, wavetable catalog, seed and every setting as attributes;
+or, for a directory output (``-o DIR/``, ``shard_size``, ``shard``), one such file per block of
+``shard_size`` presets plus ``index.json`` (the plan and the index: :mod:`vitalmatch.data.shards`).
 
 Flow: :class:`~vitalmatch.data.sampling.PresetSampler` yields presets in stream order ->
-:class:`~vitalmatch.synth.pool.WorkerPool` renders them, one :class:`RenderEngine` per worker
+:class:`~vitalmatch.synth.pool.WorkerPool` (or, with ``backend="ray"``,
+:class:`~vitalmatch.synth.ray_pool.RayPool`) renders them, one :class:`RenderEngine` per worker
 process (a segfault or hang loses one preset, logged as failed, never the run) -> each note is
 validated (:mod:`vitalmatch.data.validation`) -> accepted rows are appended *in stream order*
 and committed every ``commit_every`` presets together with the stream position.
@@ -38,15 +41,23 @@ from typing import Any
 import numpy as np
 
 from vitalmatch import __version__
-from vitalmatch.data.reader import extras_of
+from vitalmatch.data.reader import DatasetReader, extras_of
 from vitalmatch.data.sampling import PresetSampler, SamplerConfig, preset_hash, split_of
 from vitalmatch.data.schema import StorageConfig
+from vitalmatch.data.shards import (
+    DEFAULT_SHARD_SIZE,
+    Block,
+    blocks_of_shard,
+    check_shard,
+    index_directory,
+    plan_blocks,
+)
 from vitalmatch.data.validation import ValidationConfig, check_audio
 from vitalmatch.data.writer import DatasetWriter
 from vitalmatch.interrupts import sigint_deferred
 from vitalmatch.synth.modulation import LFO_SHAPES, destinations, sources
 from vitalmatch.synth.params import ParamRegistry, check_tier
-from vitalmatch.synth.pool import WorkerPool
+from vitalmatch.synth.ray_pool import check_backend, open_pool
 from vitalmatch.synth.render import RenderConfig, RenderEngine
 from vitalmatch.synth.wavetables import WavetableCatalog
 
@@ -79,7 +90,13 @@ class GenerateConfig:
             parameters plus 8 fixed modulation routings) or 3 (2 plus a sparse random
             modulation matrix and LFO shapes). Ingested presets keep all they hold.
         seed: sampling seed.
-        workers: render processes.
+        workers: render processes (with ``backend="ray"``: Ray workers of one CPU each, across
+            the cluster).
+        backend: where the renders run: "local" (worker processes here) or "ray" (one synth per
+            Ray worker process, vitalmatch.synth.ray_pool; a worker that crashes or hangs costs
+            its preset, recorded as failed as locally, not retried; this process writes the rows).
+        address: the Ray cluster with --backend ray: auto (the cluster this machine joined) or
+            HOST:PORT; none starts a private Ray on this machine with --workers CPUs.
         render, validation, storage: per-stage settings.
         split: train/val/test fractions, assigned by preset hash.
         wavetables: catalog JSON (``vitalmatch discover-wt``); None = the built-in catalog.
@@ -98,6 +115,11 @@ class GenerateConfig:
             counts afresh); :data:`GIVE_UP_AFTER` by default.
         resume: continue an interrupted file; overwrite: replace an existing file.
         progress: show a progress bar.
+        shard_size: kept sampled presets per shard: the output is then a directory of
+            shard-NNNNN.h5 files and index.json (vitalmatch.data.shards); an -o path ending in /
+            or an existing directory writes one with 1000 per shard.
+        shard: K/N (0 <= K < N): write only the shards of blocks b with b % N == K, e.g.
+            $SLURM_ARRAY_TASK_ID/N in an array job; the union of the N runs is the whole run.
     """
 
     output: Path
@@ -106,6 +128,8 @@ class GenerateConfig:
     tier: int = 1
     seed: int = 0
     workers: int = 2
+    backend: str = "local"
+    address: str | None = None
     render: RenderConfig = field(default_factory=RenderConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     storage: StorageConfig = field(default_factory=lambda: StorageConfig(channels="mono"))
@@ -120,6 +144,26 @@ class GenerateConfig:
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
+    shard_size: int | None = None
+    shard: tuple[int, int] | None = None
+
+    @property
+    def sharded(self) -> bool:
+        """Whether the output is a directory of shards (:mod:`vitalmatch.data.shards`)."""
+        return self.shard_size is not None or self.shard is not None or Path(self.output).is_dir()
+
+    @property
+    def shard_size_or_default(self) -> int:
+        return DEFAULT_SHARD_SIZE if self.shard_size is None else self.shard_size
+
+    def run_settings(self, n_ingested: int) -> dict[str, Any]:
+        """The whole run's content settings, stored in every shard (equal across the shards)."""
+        return {
+            **self.content_settings(),
+            "n_presets": self.n_presets,
+            "n_ingested": n_ingested,
+            "shard_size": self.shard_size_or_default,
+        }
 
     def check(self) -> None:
         """Raise ValueError with a one-line message for invalid settings.
@@ -133,6 +177,7 @@ class GenerateConfig:
             raise ValueError("-n must be a positive number of presets (or give --presets DIR to ingest)")
         if self.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {self.workers}")
+        check_backend(self.backend, self.address)
         bad_notes = [n for n in self.render.notes if not _is_midi_note(n)]
         if bad_notes:
             raise ValueError(f"--notes must be whole MIDI note numbers in 0..127, got {bad_notes[0]!r}")
@@ -160,6 +205,15 @@ class GenerateConfig:
             raise ValueError("commit_every must be >= 1")
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite exclude each other")
+        size = self.shard_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ValueError(f"--shard-size must be an integer >= 1, got {size!r}")
+        if self.shard is not None:
+            check_shard(self.shard)
+        if self.sharded and Path(self.output).exists() and not Path(self.output).is_dir():
+            raise ValueError(
+                f"{self.output} is a file; a sharded run (--shard-size, --shard, -o DIR/) writes a directory"
+            )
         split_of("0" * 16, self.split)
 
     def content_settings(self) -> dict[str, Any]:
@@ -297,6 +351,7 @@ class GenerateSummary:
     ingested: tuple[int, int, int] | None = None  # (kept, parsed, files that did not parse)
     failure_reasons: dict[str, int] = field(default_factory=dict)
     ingest_report: tuple[str, ...] = ()  # what parsing found (IngestPlan.summary)
+    shards: str | None = None  # a directory run: the index written, or what the shard run did
 
     def lines(self) -> list[str]:
         tried = max(self.next_preset, 1)
@@ -314,6 +369,8 @@ class GenerateSummary:
             line = f"real presets: {kept} kept of {parsed} parsed; {unparsed} files did not parse{listed}"
             out.append(line)
             out.extend(self.ingest_report)
+        if self.shards is not None:
+            out.append(self.shards)
         out.append(f"time {self.seconds:.1f} s")
         return out
 
@@ -348,11 +405,11 @@ def _synthetic_item(preset, position: int) -> _Item:
     )
 
 
-def _ingested_item(ingested, position: int) -> _Item:
+def _ingested_item(ingested, position: int, index: int | None = None) -> _Item:
     parsed = ingested.preset
     return _Item(
         position,
-        position,
+        position if index is None else index,
         parsed.continuous,
         parsed.categorical,
         parsed.modulation,
@@ -389,14 +446,83 @@ def content_hash(item: _Item, catalog, wt_cols, lfo_table, sample_table) -> str:
     return preset_hash(item.continuous, item.categorical, extra)
 
 
+@dataclass
+class _Job:
+    """One output file of a run and its counters: the single ``.h5`` file, or one block's shard.
+
+    Positions are local to the file: ``[0, m)`` are the ingested presets ``ingest[0] + p``
+    (``m = ingest[1] - ingest[0]``), later ones the sampled presets ``stream_start + p - m``.
+    ``status`` is "new" (create), "resume" or "complete" (a finished shard, skipped)."""
+
+    path: Path
+    block: Block | None
+    ingest: tuple[int, int]
+    stream_start: int
+    quota: int
+    status: str
+    progress: dict = field(default_factory=dict)
+    writer: DatasetWriter | None = None
+
+    def __post_init__(self) -> None:
+        self.load(self.progress)
+
+    def load(self, progress: dict) -> None:
+        """Set the counters from a committed progress record."""
+        m = self.n_ingested
+        self.kept = int(progress.get("kept_presets", 0))
+        self.kept_synthetic = int(progress.get("kept_synthetic", self.kept if m == 0 else 0))
+        self.next_preset = int(progress.get("next_preset", 0))
+        self.rows = int(progress.get("rows", 0))
+        self.rejections: Counter[str] = Counter(progress.get("rejections", {}))
+        self.failed: list[dict] = list(progress.get("failed", []))
+        self.n_failed = int(progress.get("n_failed", len(self.failed)))
+
+    @property
+    def n_ingested(self) -> int:
+        return self.ingest[1] - self.ingest[0]
+
+    def done(self) -> bool:
+        return self.next_preset >= self.n_ingested and self.kept_synthetic >= self.quota
+
+    def record(self) -> dict[str, Any]:
+        """The progress record to commit (``complete`` marks a finished shard)."""
+        out = _progress(
+            self.kept,
+            self.next_preset,
+            self.rows,
+            self.rejections,
+            self.failed,
+            self.n_failed,
+            self.kept_synthetic,
+        )
+        if self.block is not None:
+            out["complete"] = self.done()
+        return out
+
+    def items(self, plan, sampler: PresetSampler):
+        """The presets to render from the committed position on (endless past the ingested ones
+        unless the block keeps no sampled presets)."""
+        lo, m, start = self.ingest[0], self.n_ingested, self.next_preset
+        for pos in range(start, m):
+            yield _ingested_item(plan.presets[lo + pos], pos, lo + pos)
+        if self.quota == 0:
+            return
+        first = max(start, m) - m
+        for preset in sampler.stream(self.stream_start + first):
+            yield _synthetic_item(preset, m + preset.index - self.stream_start)
+
+
 def generate(config: GenerateConfig) -> GenerateSummary:
-    """Run (or resume) a generation job; see the module docstring."""
+    """Run (or resume) a generation job; see the module docstring. A directory output
+    (:attr:`GenerateConfig.sharded`) writes one shard file per block through one worker pool
+    (:mod:`vitalmatch.data.shards`), and ``index.json`` when this run wrote every block."""
     config.check()
     t0 = time.perf_counter()
     catalog = load_catalog(config.wavetables)
     lfo_table: list = list(LFO_SHAPES)
     sample_table: list = [None]
     plan = None
+    plan_hash: str | None = None
     if config.presets:
         from vitalmatch.data.ingest import ingest
 
@@ -416,98 +542,147 @@ def generate(config: GenerateConfig) -> GenerateSummary:
 
         features = FeatureConfig(sample_rate=config.render.sample_rate)
 
-    if config.resume:
-        writer, progress = DatasetWriter.resume(config.output)
-        _check_resume(writer, config, registry, catalog, plan_hash if plan is not None else None)
-    else:
-        attrs = {
-            "created_by": f"vitalmatch {__version__}",
-            "tier": config.tier,
-            "seed": config.seed,
-            "sample_rate": config.render.sample_rate,
-            "render_duration_s": config.render.render_duration_s,
-            "note_duration_s": config.render.note_duration_s,
-            "velocity": config.render.velocity,
-            "notes": list(config.render.notes),
-            "continuous_names": registry.continuous_names,
-            "categorical_names": registry.categorical_names,
-            "registry_json": registry.to_json(),
-            "wavetable_names": list(catalog.names),
-            "wavetable_hashes": list(catalog.hashes),
-            "modulation_sources": list(sources()),
-            "modulation_destinations": list(destinations()),
-            "settings_json": json.dumps(config.content_settings()),
-        }
-        if plan is not None:
-            attrs["ingest_hash"] = plan_hash
-        mel_shape = (features.n_mels, features.n_frames(config.render.n_samples)) if features else None
-        writer = DatasetWriter.create(
-            config.output,
-            audio_length=config.render.n_samples,
-            sample_rate=config.render.sample_rate,
-            n_continuous=len(registry.continuous),
-            n_categorical=len(registry.categorical),
-            storage=config.storage,
-            attrs=attrs,
-            mel_shape=mel_shape,
-            overwrite=config.overwrite,
-        )
-        writer.write_blob("wavetables", catalog.to_json().encode())
-        writer.write_blob("lfo_shapes", json.dumps(lfo_table).encode())
-        writer.write_blob("samples", json.dumps(sample_table).encode())
-        progress = {}
-        failed0 = [{"file": f, "reason": r} for f, r in (plan.failures if plan is not None else [])]
-        writer.commit(_progress(0, 0, 0, Counter(), failed0[:MAX_FAILED_LISTED], len(failed0)))
-        progress = writer.progress
+    attrs = {
+        "created_by": f"vitalmatch {__version__}",
+        "tier": config.tier,
+        "seed": config.seed,
+        "sample_rate": config.render.sample_rate,
+        "render_duration_s": config.render.render_duration_s,
+        "note_duration_s": config.render.note_duration_s,
+        "velocity": config.render.velocity,
+        "notes": list(config.render.notes),
+        "continuous_names": registry.continuous_names,
+        "categorical_names": registry.categorical_names,
+        "registry_json": registry.to_json(),
+        "wavetable_names": list(catalog.names),
+        "wavetable_hashes": list(catalog.hashes),
+        "modulation_sources": list(sources()),
+        "modulation_destinations": list(destinations()),
+        "settings_json": json.dumps(config.content_settings()),
+    }
+    if plan is not None:
+        attrs["ingest_hash"] = plan_hash
+    run_settings = config.run_settings(n_ingested)
+    mel_shape = (features.n_mels, features.n_frames(config.render.n_samples)) if features else None
+    failed0 = [{"file": f, "reason": r} for f, r in (plan.failures if plan is not None else [])]
 
-    kept = int(progress.get("kept_presets", 0))
-    kept_synthetic = int(progress.get("kept_synthetic", kept if n_ingested == 0 else 0))
-    next_preset = int(progress.get("next_preset", 0))
-    rows = int(progress.get("rows", 0))
-    rejections: Counter[str] = Counter(progress.get("rejections", {}))
-    failed: list[dict] = list(progress.get("failed", []))
-    n_failed = int(progress.get("n_failed", len(failed)))
+    def open_writer(job: _Job) -> None:
+        """Create or resume ``job``'s file and load its counters from the committed progress."""
+        if job.status == "resume":
+            writer, progress = DatasetWriter.resume(job.path)
+            shard_run = run_settings if job.block is not None else None  # single files have none
+            _check_resume(writer, config, registry, catalog, plan_hash, job.path, shard_run)
+        else:
+            file_attrs = dict(attrs)
+            if job.block is not None:
+                file_attrs.update(
+                    shard_block=job.block.block,
+                    shard_blocks=job.block.blocks,
+                    shard_size=job.block.size,
+                    stream_start=job.block.stream_start,
+                    run_settings_json=json.dumps(run_settings),
+                )
+            writer = DatasetWriter.create(
+                job.path,
+                audio_length=config.render.n_samples,
+                sample_rate=config.render.sample_rate,
+                n_continuous=len(registry.continuous),
+                n_categorical=len(registry.categorical),
+                storage=config.storage,
+                attrs=file_attrs,
+                mel_shape=mel_shape,
+                overwrite=config.overwrite,
+            )
+            writer.write_blob("wavetables", catalog.to_json().encode())
+            writer.write_blob("lfo_shapes", json.dumps(lfo_table).encode())
+            writer.write_blob("samples", json.dumps(sample_table).encode())
+            first = job.block is None or job.block.block == 0
+            listed = failed0 if first else []  # the files that did not parse, listed once
+            job.load({})
+            writer.commit(_progress(0, 0, 0, Counter(), listed[:MAX_FAILED_LISTED], len(listed)))
+            progress = writer.progress
+        job.writer = writer
+        job.load(progress)
+
+    if config.sharded:
+        whole = plan_blocks(config.n_presets, n_ingested, config.shard_size_or_default)
+        blocks = blocks_of_shard(whole, config.shard)
+        jobs = [_shard_job(config, b, registry, catalog, plan_hash, run_settings) for b in blocks]
+        config.output.mkdir(parents=True, exist_ok=True)
+    else:
+        jobs = [
+            _Job(
+                config.output,
+                None,
+                (0, n_ingested),
+                0,
+                config.n_presets,
+                "resume" if config.resume else "new",
+            )
+        ]
+        open_writer(jobs[0])
+    todo = [j for j in jobs if j.status != "complete"]
 
     sampler = PresetSampler(registry, SamplerConfig(tier=config.tier, seed=config.seed))
     wt_cols = [registry.locate(f"osc_{o}_wavetable")[1] for o in (1, 2, 3)]
-    pending: dict[int, _Item] = {}
-    start = next_preset  # pool result i is stream position start + i (results come in order)
-
-    def items():
-        for pos in range(start, n_ingested):
-            assert plan is not None
-            yield _ingested_item(plan.presets[pos], pos)
-        for preset in sampler.stream(max(start, n_ingested) - n_ingested):
-            yield _synthetic_item(preset, n_ingested + preset.index)
+    # pool result k is pending[k]: (the job it was rendered for, the preset). The task generator
+    # runs in the pool's dispatcher thread; `current[0]`, set here, tells it which job the
+    # results are consumed for, so it leaves a finished block at once (the few tasks it pulled
+    # ahead for that block are rendered and dropped: the pool keeps running, not restarting).
+    pending: dict[int, tuple[int, _Item]] = {}
+    current = [0]
 
     def tasks():
-        for item in items():
-            pending[item.position] = item
-            notes = config.notes_for(item.index) if item.source == "synthetic" else config.render.notes
-            yield (
-                item.index,
-                item.continuous,
-                item.categorical,
-                notes,
-                item.modulation,
-                item.lfo_shape,
-                item.sample,
-            )
+        k, j = 0, 0
+        while j < len(todo):
+            for item in todo[j].items(plan, sampler):
+                if current[0] > j:
+                    break
+                pending[k] = (j, item)
+                k += 1
+                notes = config.notes_for(item.index) if item.source == "synthetic" else config.render.notes
+                yield (
+                    item.index,
+                    item.continuous,
+                    item.categorical,
+                    notes,
+                    item.modulation,
+                    item.lfo_shape,
+                    item.sample,
+                )
+            else:  # a block of ingested presets only ran out: its results end it, go on
+                j += 1
+                continue
+            j = current[0]
 
-    def done() -> bool:
-        return next_preset >= n_ingested and kept_synthetic >= config.n_presets
-
-    total = n_ingested + config.n_presets
-    bar = _progress_bar(config, min(next_preset, n_ingested) + kept_synthetic, total)
+    total = sum(j.n_ingested + j.quota for j in jobs)
+    bar = _progress_bar(config, sum(min(j.next_preset, j.n_ingested) + j.kept_synthetic for j in jobs), total)
     interrupted = False
     since_commit = 0
     streak = 0  # sampled presets in a row without a kept one (rejected or failed), in this run
     streak_reasons: Counter[str] = Counter()  # why: render rejections, and "failed" presets
+    job: _Job | None = None
+
+    def next_job() -> _Job | None:
+        """Open the next unfinished job (finishing those that need no render); None: all done."""
+        while current[0] < len(todo):
+            nxt = todo[current[0]]
+            if nxt.writer is None:
+                open_writer(nxt)
+            if not nxt.done():
+                return nxt
+            _finish(nxt)
+            current[0] += 1
+        return None
+
     try:
-        if done():
+        job = next_job()
+        if job is None:
             raise _Finished
-        with WorkerPool(
+        with open_pool(
+            config.backend,
             config.workers,
+            address=config.address,
             initializer=_init_worker,
             initargs=(
                 registry.to_json(),
@@ -525,19 +700,23 @@ def generate(config: GenerateConfig) -> GenerateSummary:
                 # rows, counters and the commit change together: a Ctrl-C waits for the block (while
                 # waiting for renders it raises at once), so --resume can never store a preset twice
                 with sigint_deferred():
-                    item = pending.pop(start + result.index)
+                    owner, item = pending.pop(result.index)
+                    if owner != current[0]:
+                        continue  # rendered ahead for a block that has finished
+                    assert job is not None and job.writer is not None and item.position == job.next_preset
+                    writer = job.writer
                     synthetic = item.source == "synthetic"
-                    kept_before = kept
+                    kept_before = job.kept
                     what = {"preset": item.index} if synthetic else {"file": item.file, "name": item.name}
                     if result.status != "ok":
-                        n_failed += 1
+                        job.n_failed += 1
                         streak_reasons["failed"] += 1
-                        if len(failed) < MAX_FAILED_LISTED:
-                            failed.append({**what, "reason": result.error})
+                        if len(job.failed) < MAX_FAILED_LISTED:
+                            job.failed.append({**what, "reason": result.error})
                         log.warning("preset %s failed: %s", item.name, result.error)
                     else:
                         _, audio, reasons, mels = result.value
-                        rejections.update(r for r in reasons if r)
+                        job.rejections.update(r for r in reasons if r)
                         streak_reasons.update(r for r in reasons if r)
                         notes = config.notes_for(item.index) if synthetic else config.render.notes
                         good = [
@@ -563,37 +742,42 @@ def generate(config: GenerateConfig) -> GenerateSummary:
                                 sample=[item.sample] * b if writer.has_modulation else None,
                                 preset_file=[item.file] * b if writer.has_modulation else None,
                             )
-                            kept += 1
-                            kept_synthetic += synthetic
-                            rows += b
+                            job.kept += 1
+                            job.kept_synthetic += synthetic
+                            job.rows += b
                         else:
-                            rejections["preset_no_valid_note"] += 1
-                            if not synthetic and len(failed) < MAX_FAILED_LISTED:
+                            job.rejections["preset_no_valid_note"] += 1
+                            if not synthetic and len(job.failed) < MAX_FAILED_LISTED:
                                 # listed so that the skipped file is named; a rejection, not a failure
-                                failed.append({**what, "reason": "rejected: no note passed validation"})
-                    if bar is not None and (not synthetic or kept > kept_before):
+                                job.failed.append({**what, "reason": "rejected: no note passed validation"})
+                    if bar is not None and (not synthetic or job.kept > kept_before):
                         bar.update(1)
-                    next_preset = item.position + 1
+                    job.next_preset = item.position + 1
                     since_commit += 1
-                    if kept > kept_before or not synthetic:
+                    if job.kept > kept_before or not synthetic:
                         streak = 0
                         streak_reasons.clear()
                     else:
                         streak += 1
-                    if since_commit >= config.commit_every or done():
-                        writer.commit(
-                            _progress(kept, next_preset, rows, rejections, failed, n_failed, kept_synthetic)
-                        )
+                    if since_commit >= config.commit_every or job.done():
+                        writer.commit(job.record())
                         since_commit = 0
                     if bar is not None:
-                        tried = next_preset
+                        done_rows = sum(j.rows for j in jobs)
+                        tried = sum(j.next_preset for j in jobs)
+                        kept_all = sum(j.kept for j in jobs)
                         bar.set_postfix(
-                            renders_s=f"{rows / max(time.perf_counter() - t0, 1e-9):.1f}",
-                            rejected=f"{(tried - kept) / max(tried, 1):.0%}",
-                            failed=n_failed,
+                            renders_s=f"{done_rows / max(time.perf_counter() - t0, 1e-9):.1f}",
+                            rejected=f"{(tried - kept_all) / max(tried, 1):.0%}",
+                            failed=sum(j.n_failed for j in jobs),
                             refresh=False,
                         )
-                if done() or streak >= config.give_up_after:
+                    if job.done():
+                        _finish(job)
+                        current[0] += 1
+                        job = next_job()
+                        since_commit = 0
+                if job is None or streak >= config.give_up_after:
                     break  # the finally below commits what was kept
     except _Finished:
         pass
@@ -601,24 +785,28 @@ def generate(config: GenerateConfig) -> GenerateSummary:
         interrupted = True
     finally:
         with sigint_deferred(deliver=False):
-            writer.commit(_progress(kept, next_preset, rows, rejections, failed, n_failed, kept_synthetic))
-            writer.close()
+            for j in todo:
+                if j.writer is not None:
+                    _finish(j)
         if bar is not None:
             bar.close()
     ingested = None
     why: Counter[str] = Counter()
+    kept = sum(j.kept for j in jobs)
+    kept_synthetic = sum(j.kept_synthetic for j in jobs)
     if plan is not None:
-        for f in failed:
-            if "file" in f:
-                why[_reason_kind(f["reason"])] += 1
+        for j in jobs:
+            for f in j.failed:
+                if "file" in f:
+                    why[_reason_kind(f["reason"])] += 1
         ingested = (kept - kept_synthetic, n_ingested, len(plan.failures))
     summary = GenerateSummary(
         str(config.output),
         kept,
-        rows,
-        next_preset,
-        dict(rejections),
-        n_failed,
+        sum(j.rows for j in jobs),
+        sum(j.next_preset for j in jobs),
+        dict(sum((j.rejections for j in jobs), Counter())),
+        sum(j.n_failed for j in jobs),
         time.perf_counter() - t0,
         ingested,
         dict(why),
@@ -628,7 +816,51 @@ def generate(config: GenerateConfig) -> GenerateSummary:
         raise GenerationInterrupted(summary)
     if streak >= config.give_up_after:
         raise GenerationStalled(summary, streak, streak_reasons, config.validation)
+    if config.sharded:
+        summary.shards = _shards_line(config, len(whole), jobs, run_settings)
     return summary
+
+
+def _finish(job: _Job) -> None:
+    """Commit ``job``'s counters (marking a finished shard complete) and close its file."""
+    if job.writer is None:
+        return
+    writer, job.writer = job.writer, None
+    try:
+        writer.commit(job.record())
+    finally:
+        writer.close()
+
+
+def _shard_job(config: GenerateConfig, block: Block, registry, catalog, plan_hash, run_settings) -> _Job:
+    """The job of one block: new, to resume or complete. Checked before any file is written:
+    an existing shard needs --resume (same settings) or --overwrite."""
+    path = config.output / block.file
+    job = _Job(path, block, block.ingest, block.stream_start, block.quota, "new")
+    if not path.exists() or config.overwrite:
+        return job
+    if not config.resume:
+        raise FileExistsError(
+            f"{path} already exists; pass --resume to continue the run or --overwrite to replace it"
+        )
+    with DatasetReader(path) as r:
+        _check_attrs(r.attrs, path, config, registry, catalog, plan_hash, run_settings)
+        progress = r.progress()
+    job.status = "complete" if progress.get("complete") else "resume"
+    job.load(progress)
+    return job
+
+
+def _shards_line(config: GenerateConfig, blocks: int, jobs: list[_Job], run_settings: dict) -> str:
+    """The summary's line on the shards; writes ``index.json`` when every block is done here."""
+    if config.shard is None or config.shard[1] == 1:
+        done = index_directory(config.output, run_settings)
+        return done.line()
+    k, n = config.shard
+    return (
+        f"shard {k}/{n}: {len(jobs)} of {blocks} blocks complete in {config.output}; when all {n} "
+        f"shard runs are done, run: vitalmatch index {config.output}/"
+    )
 
 
 def _reason_kind(reason: str) -> str:
@@ -698,8 +930,29 @@ def _check_resume(
     registry: ParamRegistry,
     catalog,
     ingest_hash: str | None = None,
+    path: Path | None = None,
+    run_settings: dict | None = None,
 ) -> None:
-    attrs = writer.attrs
+    try:
+        _check_attrs(
+            writer.attrs, path or config.output, config, registry, catalog, ingest_hash, run_settings
+        )
+    except ValueError:
+        writer.close()
+        raise
+
+
+def _check_attrs(
+    attrs: dict,
+    path: Path,
+    config: GenerateConfig,
+    registry: ParamRegistry,
+    catalog,
+    ingest_hash: str | None = None,
+    run_settings: dict | None = None,
+) -> None:
+    """``ValueError`` (one line) unless the file at ``path`` was written by this run's settings
+    (and, for a shard, ``run_settings``: the same whole run)."""
     stored = (
         json.loads(attrs["settings_json"])
         if isinstance(attrs.get("settings_json"), str)
@@ -712,20 +965,32 @@ def _check_resume(
             if isinstance(stored, dict)
             else ["all"]
         )
-        writer.close()
         raise ValueError(
-            f"{config.output} was generated with other settings ({', '.join(diff)} differ); "
+            f"{path} was generated with other settings ({', '.join(diff)} differ); "
             "resume with the same options as the original run"
         )
+    if run_settings is not None:
+        text = attrs.get("run_settings_json")
+        stored_run = json.loads(text) if isinstance(text, str) else None
+        if stored_run != json.loads(json.dumps(run_settings)):
+            diff = (
+                sorted(
+                    k for k in set(run_settings) | set(stored_run) if stored_run.get(k) != run_settings.get(k)
+                )
+                if isinstance(stored_run, dict)
+                else ["not a shard of a directory run"]
+            )
+            raise ValueError(
+                f"{path} belongs to another run ({', '.join(diff)} differ); "
+                "resume with the same -n, --shard-size and options as the original run"
+            )
     if (
         list(attrs["wavetable_hashes"]) != list(catalog.hashes)
         or attrs["registry_json"] != registry.to_json()
     ):
-        writer.close()
-        raise ValueError(f"{config.output} was generated with another wavetable catalog or synth version")
+        raise ValueError(f"{path} was generated with another wavetable catalog or synth version")
     if ingest_hash is not None and attrs.get("ingest_hash") != ingest_hash:
-        writer.close()
         raise ValueError(
-            f"{config.output} was generated from other preset files (the --presets folders changed); "
+            f"{path} was generated from other preset files (the --presets folders changed); "
             "resume needs the same files"
         )

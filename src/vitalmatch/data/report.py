@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from vitalmatch.data.reader import DatasetReader, audio_bytes_per_row
+from vitalmatch.data.reader import DatasetReader, audio_bytes_per_row, dataset_bytes
 from vitalmatch.synth.params import ParamRegistry
 
 COVERAGE_BINS = 10
@@ -41,7 +41,7 @@ def describe(path: Path) -> dict[str, Any]:
             "note_duration_s": attrs.get("note_duration_s"),
             "notes": list(attrs.get("notes", [])),
             "rows": n,
-            "file_bytes": Path(path).stat().st_size,
+            "file_bytes": dataset_bytes(path),
             "audio_bytes_per_row": audio_bytes_per_row(path) if n else 0.0,
             "parameters": {"continuous": len(full.continuous), "categorical": len(full.categorical)},
             "wavetables": len(attrs.get("wavetable_names", [])),
@@ -161,8 +161,7 @@ def _modulation_stats(ds: DatasetReader, attrs: dict, n: int) -> dict[str, Any]:
     dest: Counter[str] = Counter()
     for r in rows:
         dest.update(names[int(d)] if int(d) < len(names) else str(int(d)) for d in r[:, 2])
-    col = ds.h5["params/modulation"]
-    stored = col.id.get_storage_size() + sum(r.nbytes for r in rows)  # descriptors + heap values
+    stored = ds.storage_size("params/modulation") + sum(r.nbytes for r in rows)  # descriptors + heap values
     return {
         "mean_connections": float(counts.mean()) if n else 0.0,
         "max_connections": int(counts.max()) if n else 0,

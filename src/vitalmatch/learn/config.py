@@ -17,7 +17,7 @@ class TrainConfig:
     """Everything that defines a training run (``vitalmatch train --help`` lists the same fields).
 
     Attributes:
-        data: dataset file (.h5) written by ``vitalmatch generate``.
+        data: dataset written by ``vitalmatch generate``: a file (.h5) or a sharded directory.
         out: run folder (checkpoints, metrics, TensorBoard logs).
         arch: network: slim10 (CPU default), slim18 or resnet18 (GPUs; ImageNet weights fit).
         dropout: dropout before the heads.
@@ -51,6 +51,14 @@ class TrainConfig:
         checkpoint_every: steps between writes of last.pt (it is also written each epoch).
         max_train_rows: use only the first rows of the training split (0 = all).
         max_val_rows: use only the first rows of the validation split (0 = all).
+        stream: auto (stream a split whose log-mels do not fit in memory_gb, preload the others), on
+            (stream every split from the dataset) or off (preload every split).
+        memory_gb: budget in GB for preloaded log-mels of the train and val splits (0 = half of this
+            machine's RAM); see stream.
+        shuffle_rows: streamed splits: rows read and shuffled together (a window); each process
+            holds about 2 x loader_workers + 2 windows of log-mels.
+        loader_workers: streamed splits: DataLoader worker processes reading the dataset per
+            training process (0 = read in the training process).
         seed: every random choice of the run derives from it.
         device: auto (CUDA when available), cpu, cuda or cuda:N.
         amp: auto (bf16 autocast on CUDA only; it is 8-20x slower on CPUs), bf16 or off.
@@ -98,6 +106,10 @@ class TrainConfig:
     checkpoint_every: int = 500
     max_train_rows: int = 0
     max_val_rows: int = 0
+    stream: str = "auto"
+    memory_gb: float = 0.0
+    shuffle_rows: int = 2048
+    loader_workers: int = 2
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"
@@ -122,6 +134,7 @@ class TrainConfig:
             "n_fft",
             "hop_length",
             "checkpoint_every",
+            "shuffle_rows",
         )
         for name in positive:
             if getattr(self, name) < 1:
@@ -134,6 +147,7 @@ class TrainConfig:
             "max_train_rows",
             "max_val_rows",
             "stop_after",
+            "loader_workers",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -143,6 +157,10 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.noise_prob <= 1:
             raise ValueError(f"noise_prob must be in [0, 1], got {self.noise_prob}")
+        if self.stream not in ("auto", "on", "off"):
+            raise ValueError(f"stream must be auto, on or off, got {self.stream!r}")
+        if not self.memory_gb >= 0:
+            raise ValueError(f"memory_gb must be >= 0, got {self.memory_gb}")
         if self.amp not in ("auto", "bf16", "off"):
             raise ValueError(f"amp must be auto, bf16 or off, got {self.amp!r}")
         if self.logger not in ("tensorboard", "wandb", "none"):

@@ -16,6 +16,15 @@ Holding the split in memory (float16: 44 kB per 2-s clip at the defaults, so 1.3
 clips) makes batches free to assemble, so the model step is never waiting on HDF5 and gzip. With a
 ``cache_dir`` the log-mels go to a memory-mapped ``.npy`` file there instead: a resumed run reuses
 it at once, and splits larger than RAM are paged in by the OS.
+
+A split whose log-mels do not fit in the memory budget is *streamed* instead
+(:class:`StreamingSplit`, chosen by :func:`plan_splits`): nothing is copied up front; each epoch
+reads the split from the dataset (a file or a sharded directory) in chunk-aligned row blocks,
+in DataLoader worker processes (each with its own reader), and yields the same batch dicts from
+the same features (stored log-mels when they match, else :func:`vitalmatch.features.log_mel` of
+the audio). Both kinds of split answer the same questions (:meth:`SplitData.batches`,
+``epoch_batches``, ``frames``, ``head_mels``, ``targets``), so the loop, validation and the
+bundle do not care which one they hold.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +40,7 @@ import numpy as np
 import torch
 
 from vitalmatch.data.reader import DatasetReader
+from vitalmatch.data.schema import AUDIO
 from vitalmatch.features import FeatureConfig, log_mel
 from vitalmatch.synth.activity import activity_masks
 from vitalmatch.synth.params import ParamRegistry
@@ -62,6 +73,28 @@ class SplitData:
             "cont_mask": self.cont_mask[rows],
             "cat_mask": self.cat_mask[rows],
         }
+
+    # The questions a streamed split answers too (StreamingSplit):
+    @property
+    def frames(self) -> int:
+        """Log-mel frames per example."""
+        return int(self.mels.shape[-1])
+
+    def head_mels(self, n: int) -> np.ndarray:
+        """The first ``n`` examples' log-mels ``(n, n_mels, frames)`` (for the band statistics)."""
+        return np.asarray(self.mels[:n])
+
+    def targets(self) -> SplitData:
+        """The split's targets and masks (for the mean baseline): all of them, in memory."""
+        return self
+
+    def batches(
+        self, rank: int = 0, world: int = 1, batch_size: int = 128
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Batch dicts of every ``world``-th example from ``rank`` on, in order (validation)."""
+        rows = torch.arange(rank, len(self), world)
+        for start in range(0, len(rows), batch_size):
+            yield self.batch(rows[start : start + batch_size])
 
 
 def dataset_registry(reader: DatasetReader) -> ParamRegistry:
@@ -160,7 +193,7 @@ def load_split(
     """Read one split of a dataset into memory (see the module docstring).
 
     Args:
-        path: dataset file.
+        path: dataset file or sharded directory.
         split: "train", "val" or "test".
         registry: the learnable columns (from :func:`learnable_registry` or a checkpoint).
         features: log-mel settings; stored mels are used when they were made with these.
@@ -169,7 +202,7 @@ def load_split(
         cache_dir: keep the log-mels in a memory-mapped file here (reused when the dataset file,
             split, row limit and feature settings are the same).
     """
-    with DatasetReader(path) as reader:
+    with open_reader(path) as reader:
         check_features(reader, features)
         full = dataset_registry(reader)
         ci, ki = column_index(full, registry)
@@ -234,10 +267,12 @@ def load_split(
 
 
 def _cache_path(cache_dir, path, split: str, max_rows, features: FeatureConfig) -> Path:
-    """Cache file name: a hash of the dataset file's identity (path, size, mtime) and the request."""
-    st = Path(path).stat()
+    """Cache file name: a hash of the dataset's identity (path, size, mtime of the file or of every
+    file in a sharded directory) and the request."""
+    files = sorted(Path(path).rglob("*")) if Path(path).is_dir() else [Path(path)]
+    stamps = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
     key = json.dumps(
-        [str(Path(path).resolve()), st.st_size, st.st_mtime_ns, split, max_rows, asdict(features)],
+        [str(Path(path).resolve()), stamps, split, max_rows, asdict(features)],
         sort_keys=True,
     )
     return Path(cache_dir) / f"mels-{split}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy"
@@ -252,7 +287,7 @@ def importance_weights(path: str | Path, registry: ParamRegistry) -> tuple[np.nd
     Returns:
         ``((C,) float32 weights with mean 1, found)``.
     """
-    with DatasetReader(path) as reader:
+    with open_reader(path) as reader:
         text = reader.attrs.get("importance_weights")
     if not text:
         return np.ones(len(registry.continuous), dtype=np.float32), False
@@ -260,3 +295,378 @@ def importance_weights(path: str | Path, registry: ParamRegistry) -> tuple[np.nd
     w = np.array([float(table.get(s.name, 1.0)) for s in registry.continuous], dtype=np.float32)
     w = np.clip(w, 0, None)
     return (w / w.mean() if w.mean() > 0 else np.ones_like(w)), True
+
+
+# ------------------------------------------------------------------------------------ streaming
+#: File rows per read block of a streamed split, rounded up to whole HDF5 chunks of the audio (a
+#: block is one contiguous hyperslab: every chunk it touches is decompressed once).
+BLOCK_ROWS = 256
+
+
+def open_reader(path: str | os.PathLike) -> DatasetReader:
+    """A reader of ``path``: a dataset file or a sharded dataset directory (``ValueError``, one
+    line, for anything else)."""
+    return DatasetReader(path)
+
+
+def feature_bytes(n_rows: int, features: FeatureConfig, audio_length: int) -> int:
+    """Bytes of ``n_rows`` preloaded float16 log-mels ``(n_mels, frames)`` of clips of ``audio_length``
+    samples: what preloading a split costs in memory (or in the run folder's cache)."""
+    return int(n_rows) * features.n_mels * features.n_frames(audio_length) * 2
+
+
+def memory_budget(memory_gb: float) -> int:
+    """The preloading budget in bytes: ``memory_gb`` GB, or half of this machine's RAM for 0."""
+    if memory_gb > 0:
+        return int(memory_gb * 1e9)
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume 8 GB of RAM
+        return 4 * 10**9
+
+
+def plan_splits(
+    path: str | os.PathLike,
+    splits: dict[str, int | None],
+    features: FeatureConfig,
+    mode: str,
+    memory_gb: float,
+) -> dict[str, bool]:
+    """Which splits to stream: ``{split: True to stream}`` for ``{split: max_rows}``.
+
+    ``mode`` "on" streams all, "off" preloads all; "auto" preloads the splits, in the order given,
+    while their log-mels (:func:`feature_bytes`) fit in what is left of :func:`memory_budget`, and
+    streams a split that does not fit.
+    """
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"stream must be auto, on or off, got {mode!r}")
+    with open_reader(path) as reader:
+        sizes = {}
+        for split, max_rows in splits.items():
+            n = len(reader.split_indices(split))
+            sizes[split] = feature_bytes(min(n, max_rows) if max_rows else n, features, reader.audio_length)
+    if mode != "auto":
+        return dict.fromkeys(splits, mode == "on")
+    left, plan = memory_budget(memory_gb), {}
+    for split, size in sizes.items():
+        plan[split] = size > left
+        if not plan[split]:
+            left -= size
+    return plan
+
+
+class StreamingSplit:
+    """One split read from the dataset as it is used, never held whole (see the module docstring).
+
+    The split's rows (sorted file rows, the first ``max_rows`` of them) are cut into *blocks*: runs
+    of rows in one chunk-aligned range of :data:`BLOCK_ROWS` file rows (of one shard). Each epoch,
+    for ``world`` processes:
+
+    1. the blocks are put in a random order seeded by ``(seed, epoch)`` and their rows laid end to
+       end; process ``rank`` takes the ``rank``-th of ``world`` equal contiguous shares;
+    2. its share is cut into *windows* of ``shuffle_rows`` rows; window ``j`` is read (a few
+       contiguous hyperslabs), featurised and shuffled (seed ``(seed, epoch, rank, j)``) by
+       DataLoader worker ``j % workers``, each worker with its own reader (opened in the worker:
+       no HDF5 handle crosses a fork);
+    3. the training process takes the windows in order ``j = 0, 1, ...`` (the DataLoader hands
+       them round-robin, so the order does not depend on ``workers``) and cuts micro-batches.
+
+    The stream of an epoch is therefore a function of ``(seed, epoch, rank, world, shuffle_rows,
+    micro-batch)`` alone, and resuming in the middle of an epoch skips the rows already used
+    without reading them. Memory: about ``2 * workers + 2`` windows of float16 log-mels at once.
+
+    Args:
+        path: the dataset (a file or a sharded directory).
+        split: "train", "val" or "test".
+        registry: the learnable columns.
+        features: log-mel settings (stored log-mels are read when they were made with these).
+        max_rows: keep only the first rows of the split.
+        shuffle_rows: rows per window (shuffled together).
+        workers: DataLoader worker processes (0: read in this process).
+        block_rows: file rows per block, rounded up to whole audio chunks.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        split: str,
+        registry: ParamRegistry,
+        features: FeatureConfig,
+        *,
+        max_rows: int | None = None,
+        shuffle_rows: int = 2048,
+        workers: int = 2,
+        block_rows: int = BLOCK_ROWS,
+    ) -> None:
+        if shuffle_rows < 1 or workers < 0:
+            raise ValueError(f"shuffle_rows must be >= 1 and workers >= 0, got {shuffle_rows}, {workers}")
+        self.path, self.split, self.features = Path(path), split, features
+        self.shuffle_rows, self.workers = int(shuffle_rows), int(workers)
+        with open_reader(path) as reader:
+            check_features(reader, features)
+            self.full = dataset_registry(reader)
+            self.ci, self.ki = column_index(full=self.full, sub=registry)
+            rows = reader.split_indices(split)
+            self.rows = rows[:max_rows] if max_rows is not None else rows
+            self._frames = features.n_frames(reader.audio_length)
+            self.use_stored = stored_mels_match(reader, features)
+            starts, chunk = _layout(reader)
+        block = chunk * max(1, -(-block_rows // chunk))
+        self._starts = starts
+        self._block = block
+        key = self._block_key(self.rows)
+        #: ``(B + 1,)`` positions in ``rows`` where each block begins (and the end)
+        self.bounds = np.concatenate([[0], np.flatnonzero(np.diff(key)) + 1, [len(self.rows)]]).astype(
+            np.int64
+        )
+        if len(self.rows) == 0:
+            self.bounds = np.zeros(1, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def frames(self) -> int:
+        """Log-mel frames per example."""
+        return self._frames
+
+    def _block_key(self, rows: np.ndarray) -> np.ndarray:
+        """One int per row, equal for rows of the same block (shard, chunk-aligned range)."""
+        shard = np.searchsorted(self._starts, rows, side="right") - 1
+        local = rows - self._starts[shard]
+        return shard.astype(np.int64) * (1 << 40) + local // self._block
+
+    # -- the epoch's stream -------------------------------------------------------------------
+    def epoch_rows(self, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[np.ndarray]:
+        """The file rows of process ``rank``'s windows in epoch ``epoch``, in stream order
+        (steps 1 and 2 of the class docstring)."""
+        g = np.random.default_rng([seed, epoch])
+        n_blocks = len(self.bounds) - 1
+        order = g.permutation(n_blocks)
+        laid = (
+            np.concatenate([self.rows[self.bounds[b] : self.bounds[b + 1]] for b in order])
+            if n_blocks
+            else self.rows
+        )
+        n = len(laid)
+        share = laid[rank * n // world : (rank + 1) * n // world]
+        windows = []
+        for j, lo in enumerate(range(0, len(share), self.shuffle_rows)):
+            w = share[lo : lo + self.shuffle_rows]
+            windows.append(w[np.random.default_rng([seed, epoch, rank, j]).permutation(len(w))])
+        return windows
+
+    def epoch_batches(
+        self,
+        seed: int,
+        epoch: int,
+        *,
+        rank: int = 0,
+        world: int = 1,
+        batch_size: int,
+        skip_batches: int = 0,
+        max_batches: int | None = None,
+        drop_last: bool = True,
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Process ``rank``'s micro-batches of epoch ``epoch``: batch dicts as
+        :meth:`SplitData.batch` gives them, plus ``"row"`` ``(B,)`` int64 file rows.
+
+        ``skip_batches`` leaves out the first ones (a resumed epoch; their windows are not read),
+        ``max_batches`` stops early, ``drop_last`` leaves out a last, shorter batch.
+        """
+        return self._stream(
+            self.epoch_rows(seed, epoch, rank, world), batch_size, skip_batches, max_batches, drop_last
+        )
+
+    def batches(
+        self, rank: int = 0, world: int = 1, batch_size: int = 128
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Batch dicts of process ``rank``'s share of the split (its ``rank``-th of ``world``
+        contiguous shares, in file order; for validation, where every example counts once)."""
+        n = len(self.rows)
+        share = self.rows[rank * n // world : (rank + 1) * n // world]
+        windows = [share[lo : lo + self.shuffle_rows] for lo in range(0, len(share), self.shuffle_rows)]
+        return self._stream(windows, batch_size, 0, None, drop_last=False)
+
+    def _stream(
+        self, windows: list[np.ndarray], batch_size: int, skip: int, limit: int | None, drop_last: bool
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        drop = skip * batch_size  # rows already used: whole windows are not even read
+        while windows and len(windows[0]) <= drop:
+            drop -= len(windows[0])
+            windows = windows[1:]
+        if windows and drop:
+            windows = [windows[0][drop:], *windows[1:]]
+        return _rebatch(self._loader(windows), batch_size, limit, drop_last)
+
+    def _loader(self, windows: list[np.ndarray]) -> Iterator[dict[str, torch.Tensor]]:
+        """The windows, read and featurised, in order (by DataLoader workers where there are)."""
+        source = _Windows(self, windows)
+        if self.workers == 0 or len(windows) <= 1:
+            yield from (_as_tensors(w) for w in source)
+            return
+        loader = torch.utils.data.DataLoader(
+            source,
+            batch_size=None,
+            num_workers=min(self.workers, len(windows)),
+            worker_init_fn=_worker_init,
+            prefetch_factor=2,
+            # Its own generator: the DataLoader draws worker seeds from it, not from torch's global
+            # one, which seeds the training step's dropout (exact resume).
+            generator=torch.Generator().manual_seed(0),
+        )
+        it = iter(loader)
+        try:
+            yield from it
+        finally:
+            shutdown = getattr(it, "_shutdown_workers", None)
+            if shutdown is not None:  # end the workers now, not when the iterator is collected
+                shutdown()
+
+    # -- small reads (bundle, baseline) -------------------------------------------------------
+    def head_mels(self, n: int) -> np.ndarray:
+        """The first ``n`` examples' float16 log-mels ``(n, n_mels, frames)`` (band statistics)."""
+        with open_reader(self.path) as reader:
+            return self.read(reader, self.rows[:n])["mels"]
+
+    def targets(self, max_rows: int = 65536) -> SplitData:
+        """Targets and masks of the first ``max_rows`` examples as a :class:`SplitData` without
+        log-mels (``mels`` ``(n, 0, 0)``): the mean baseline of a streamed split is estimated
+        from them."""
+        with open_reader(self.path) as reader:
+            t = self.read(reader, self.rows[:max_rows], mels=False)
+        return SplitData(
+            np.zeros((len(t["row"]), 0, 0), dtype=np.float16),
+            *(
+                torch.from_numpy(t[k])
+                for k in ("continuous", "categorical", "cont_mask", "cat_mask", "midi_note")
+            ),
+        )
+
+    def read(self, reader: DatasetReader, rows: np.ndarray, *, mels: bool = True) -> dict[str, np.ndarray]:
+        """Rows ``rows`` (any order) of the split as numpy arrays: ``mels`` float16 (unless not
+        asked for), targets, masks, ``midi_note`` and ``row``; each block's rows are read as one
+        contiguous slice of the file."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) == 0:
+            return _empty(self, mels)
+        order = np.argsort(rows, kind="stable")
+        srt = rows[order]
+        key = self._block_key(srt)
+        cuts = np.concatenate([[0], np.flatnonzero(np.diff(key)) + 1, [len(srt)]])
+        parts = []
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            sel = srt[a:b]
+            lo, hi = int(sel[0]), int(sel[-1]) + 1
+            take = sel - lo
+            c_full = reader.continuous(slice(lo, hi))[take]
+            k_full = reader.categorical(slice(lo, hi))[take]
+            m_c, m_k = activity_masks(self.full, c_full, k_full)
+            part = {
+                "continuous": c_full[:, self.ci].astype(np.float32),
+                "categorical": k_full[:, self.ki].astype(np.int64),
+                "cont_mask": m_c[:, self.ci],
+                "cat_mask": m_k[:, self.ki],
+                "midi_note": reader.metadata("midi_note", slice(lo, hi))[take].astype(np.int64),
+                "row": sel,
+            }
+            if mels:
+                if self.use_stored:
+                    block = reader.log_mel(slice(lo, hi))[take]
+                else:
+                    block = log_mel(reader.audio(slice(lo, hi))[take], self.features).numpy()
+                part["mels"] = block.astype(np.float16)
+            parts.append(part)
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return {k: np.concatenate([p[k] for p in parts])[inverse] for k in parts[0]}
+
+
+class _Windows(torch.utils.data.IterableDataset):
+    """The windows of one stream; DataLoader worker ``i`` of ``n`` reads windows ``i, i + n, ...``
+    with its own reader, so the DataLoader's round-robin hands them back in order."""
+
+    def __init__(self, split: StreamingSplit, windows: list[np.ndarray]) -> None:
+        self.split, self.windows = split, windows
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        info = torch.utils.data.get_worker_info()
+        first, step = (info.id, info.num_workers) if info is not None else (0, 1)
+        with open_reader(self.split.path) as reader:
+            for j in range(first, len(self.windows), step):
+                yield self.split.read(reader, self.windows[j])
+
+
+def _worker_init(_: int) -> None:
+    # One thread per loader worker: the workers and the training step share the cores.
+    torch.set_num_threads(1)
+
+
+def _layout(reader: DatasetReader) -> tuple[np.ndarray, int]:
+    """``(shard start rows, audio chunk rows)`` of an open dataset: ``[0]`` and the file's chunk
+    rows for one file; for a sharded directory the shards' first rows (from its ``shards`` list)
+    and the first shard's chunk rows (every shard of a run is written with the same storage)."""
+    shards = getattr(reader, "shards", None)
+    if not shards:
+        return np.zeros(1, dtype=np.int64), _chunk_rows(reader)
+    starts = np.concatenate([[0], np.cumsum([s.rows for s in shards])[:-1]]).astype(np.int64)
+    with DatasetReader(Path(reader.path) / shards[0].file) as first:
+        return starts, _chunk_rows(first)
+
+
+def _chunk_rows(reader: DatasetReader) -> int:
+    chunks = reader.h5[AUDIO].chunks
+    return int(chunks[0]) if chunks else 1  # contiguous storage: any block is one read
+
+
+def _empty(split: StreamingSplit, mels: bool) -> dict[str, np.ndarray]:
+    c, k = len(split.ci), len(split.ki)
+    out = {
+        "continuous": np.zeros((0, c), np.float32),
+        "categorical": np.zeros((0, k), np.int64),
+        "cont_mask": np.zeros((0, c), bool),
+        "cat_mask": np.zeros((0, k), bool),
+        "midi_note": np.zeros(0, np.int64),
+        "row": np.zeros(0, np.int64),
+    }
+    if mels:
+        out["mels"] = np.zeros((0, split.features.n_mels, split.frames), np.float16)
+    return out
+
+
+def _as_tensors(window: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in window.items()}
+
+
+_BATCH_KEYS = ("mels", "continuous", "categorical", "cont_mask", "cat_mask", "row")
+
+
+def _rebatch(
+    windows: Iterator[dict[str, torch.Tensor]], batch_size: int, limit: int | None, drop_last: bool
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches of ``batch_size`` cut from consecutive windows (a batch may span two), mels as float32."""
+    carry: dict[str, torch.Tensor] | None = None
+    done = 0
+    try:
+        for w in windows:
+            if limit is not None and done >= limit:
+                return
+            w = {k: w[k] for k in _BATCH_KEYS}
+            pool = w if carry is None else {k: torch.cat([carry[k], w[k]]) for k in _BATCH_KEYS}
+            n, start = len(pool["row"]), 0
+            while n - start >= batch_size and (limit is None or done < limit):
+                yield _finish({k: v[start : start + batch_size] for k, v in pool.items()})
+                start += batch_size
+                done += 1
+            carry = {k: v[start:] for k, v in pool.items()}
+        if carry is not None and len(carry["row"]) and not drop_last and (limit is None or done < limit):
+            yield _finish(carry)
+    finally:
+        close = getattr(windows, "close", None)
+        if close is not None:
+            close()
+
+
+def _finish(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    batch["mels"] = batch["mels"].float()
+    return batch

@@ -18,16 +18,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from vitalmatch.data.reader import DatasetReader
 from vitalmatch.features import FeatureConfig
 from vitalmatch.learn import checkpoint
 from vitalmatch.learn.augment import band_stats
 from vitalmatch.learn.config import TrainConfig
 from vitalmatch.learn.data import (
     SplitData,
+    StreamingSplit,
     dataset_identity,
     dataset_registry,
     importance_weights,
+    open_reader,
     training_means,
 )
 from vitalmatch.learn.model import ModelConfig
@@ -105,9 +106,11 @@ def _plain(x: Any) -> Any:
     return x.tolist() if hasattr(x, "tolist") else str(x)
 
 
-def make_bundle(config: TrainConfig, train: SplitData, reg: ParamRegistry, features: FeatureConfig) -> Bundle:
+def make_bundle(
+    config: TrainConfig, train: SplitData | StreamingSplit, reg: ParamRegistry, features: FeatureConfig
+) -> Bundle:
     """The bundle of a new run on ``config.data`` predicting ``reg`` (the baseline is left empty)."""
-    with DatasetReader(config.data) as reader:
+    with open_reader(config.data) as reader:
         full = dataset_registry(reader)
         fill_c, fill_k = training_means(reader)
         # The catalog the wavetable choices index, and how the dataset was rendered: a checkpoint
@@ -120,7 +123,7 @@ def make_bundle(config: TrainConfig, train: SplitData, reg: ParamRegistry, featu
         render_settings = json.loads(json.dumps(render_settings, default=_plain))
         identity = dataset_identity(reader)
     weights, found = importance_weights(config.data, reg)
-    mean, std = band_stats(train.mels)
+    mean, std = band_stats(train.head_mels(4096))
     return Bundle(
         registry=reg,
         full_registry=full,
@@ -131,7 +134,7 @@ def make_bundle(config: TrainConfig, train: SplitData, reg: ParamRegistry, featu
         weights_found=found,
         fill_continuous=fill_c.astype(np.float32),
         fill_categorical=fill_k,
-        input_frames=int(train.mels.shape[-1]),
+        input_frames=train.frames,
         wavetables_json=tables,
         render_settings=render_settings,
         data_identity=identity,

@@ -29,6 +29,7 @@ from vitalmatch.learn.payload import TrainState
 #: Settings that may change on resume (they belong to one session, not to the run).
 SESSION = frozenset(
     {"progress", "logger", "threads", "stop_after", "time_budget_min", "device", "epochs", "patience"}
+    | {"loader_workers", "memory_gb"}  # streaming: the stream's order depends on neither
 )
 #: Settings that are paths: compared as files (``data`` by :func:`check_data`).
 PATHS = frozenset({"data", "out", "pretrained"})

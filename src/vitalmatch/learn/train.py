@@ -1,10 +1,11 @@
 """Training: fit a :class:`~vitalmatch.learn.model.ParamNet` to a vitalmatch dataset.
 
-Stage: learn. Input: a dataset file (``vitalmatch generate``) and a :class:`TrainConfig`. Output:
-a run folder with ``last.pt`` (periodic, for ``--resume``), ``best.pt`` (lowest validation loss;
-a run shorter than one epoch is validated once at its end, so it has one too), ``metrics.jsonl``
-(one strict JSON record per log event, always written; NaN and infinite values are ``null``),
-``config.json`` and TensorBoard event files (or a Weights & Biases run).
+Stage: learn. Input: a dataset file or sharded directory (``vitalmatch generate``) and a
+:class:`TrainConfig`. Output: a run folder with ``last.pt`` (periodic, for ``--resume``),
+``best.pt`` (lowest validation loss; a run shorter than one epoch is validated once at its end, so
+it has one too), ``metrics.jsonl`` (one strict JSON record per log event, always written; NaN and
+infinite values are ``null``), ``config.json`` and TensorBoard event files (or a Weights & Biases
+run).
 
 The loop: AdamW; linear warm-up then cosine decay of the learning rate (computed from the step,
 so resuming needs no scheduler object); gradient clipping; gradient accumulation; bf16 autocast
@@ -18,6 +19,13 @@ every random draw of optimiser step ``s`` (augmentation, dropout) comes from gen
 exactly as the uninterrupted run would have. The run is the one in ``--out``, wherever that folder
 now lies; the dataset may be named by another path (or moved) when it holds the same data
 (:mod:`vitalmatch.learn.resume`).
+
+Data: a dataset file or a sharded directory. A split whose log-mels fit the memory budget
+(``--memory-gb``) is preloaded (:func:`~vitalmatch.learn.data.load_split`); a larger one is
+streamed from the dataset each epoch (:class:`~vitalmatch.learn.data.StreamingSplit`: chunk-aligned
+blocks in a seeded order, shuffled in windows, read by DataLoader workers), also exactly resumable
+(the resumed epoch skips the rows already used). The two orders differ, so a run keeps its mode
+(``--stream on|off`` pins it; ``auto`` decides from the split's size and the budget).
 
 Several GPUs: start with ``torchrun --nproc_per_node N -m vitalmatch train ...``; each process
 takes every N-th example of the epoch's permutation, gradients are averaged by
@@ -38,19 +46,26 @@ import math
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from vitalmatch.data.reader import DatasetReader
 from vitalmatch.features import FeatureConfig
 from vitalmatch.interrupts import signals_caught
 from vitalmatch.learn import checkpoint, distributed
 from vitalmatch.learn import resume as resuming
 from vitalmatch.learn.config import TrainConfig, TrainingInterrupted
-from vitalmatch.learn.data import SplitData, learnable_registry, load_split
+from vitalmatch.learn.data import (
+    SplitData,
+    StreamingSplit,
+    learnable_registry,
+    load_split,
+    open_reader,
+    plan_splits,
+)
 from vitalmatch.learn.inputs import as_input, augment, autocast
 from vitalmatch.learn.logger import Logger
 from vitalmatch.learn.losses import parameter_loss
@@ -89,8 +104,8 @@ class _Run:
     out: Path
     ddp: distributed.Dist
     device: torch.device
-    train: SplitData
-    val: SplitData
+    train: SplitData | StreamingSplit  # streamed where it does not fit (TrainConfig.stream)
+    val: SplitData | StreamingSplit
     bundle: Bundle
     model: ParamNet
     net: torch.nn.Module  # ``model``, or its DistributedDataParallel wrapper
@@ -119,8 +134,10 @@ class _Run:
         return self.net if self.ddp.world == 1 else self.model
 
 
-def train_step(run: _Run, order: torch.Tensor) -> dict[str, float]:
-    """One optimiser step at ``run.state.step`` on this process's rows of the epoch ``order``.
+def train_step(run: _Run, order: torch.Tensor | Iterator[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """One optimiser step at ``run.state.step`` on this process's rows of the epoch ``order``: the
+    epoch's permutation of a preloaded split, or the iterator of this process's micro-batches of a
+    streamed one (:meth:`StreamingSplit.epoch_batches`, positioned at this step).
 
     ``config.accum_steps`` micro-batches of ``config.batch_size`` are augmented, run forward and
     backward (gradients synchronised at the last one), then clipped and applied. Returns the
@@ -143,10 +160,12 @@ def train_step(run: _Run, order: torch.Tensor) -> dict[str, float]:
     acc = torch.zeros(len(TERMS), device=device)
     base = state.step_in_epoch * run.per_step
     for a in range(config.accum_steps):
-        lo = base + (a * ddp.world + ddp.rank) * micro
-        batch = {
-            k: v.to(device, non_blocking=True) for k, v in run.train.batch(order[lo : lo + micro]).items()
-        }
+        if isinstance(order, torch.Tensor):
+            lo = base + (a * ddp.world + ddp.rank) * micro
+            part = run.train.batch(order[lo : lo + micro])
+        else:
+            part = next(order)
+        batch = {k: v.to(device, non_blocking=True) for k, v in part.items()}
         x = augment(batch, run.bundle, config, g)
         sync = a == config.accum_steps - 1 or ddp.world == 1
         with contextlib.nullcontext() if sync else run.net.no_sync():
@@ -198,7 +217,19 @@ def _train_epoch(run: _Run, stop: dict) -> None:
     """Optimiser steps until the epoch (or the run) ends; logs every 10th step, checkpoints every
     ``checkpoint_every``; :class:`TrainingInterrupted` (after a checkpoint) when asked to stop."""
     config, state = run.config, run.state
-    order = _epoch_order(config, state.epoch, len(run.train))
+    order: torch.Tensor | Iterator[dict[str, torch.Tensor]]
+    if isinstance(run.train, StreamingSplit):
+        order = run.train.epoch_batches(
+            config.seed,
+            state.epoch,
+            rank=run.ddp.rank,
+            world=run.ddp.world,
+            batch_size=config.batch_size,
+            skip_batches=state.step_in_epoch * config.accum_steps,
+            max_batches=(run.steps_per_epoch - state.step_in_epoch) * config.accum_steps,
+        )
+    else:
+        order = _epoch_order(config, state.epoch, len(run.train))
     bar = _progress_bar(run)
     try:
         while state.step_in_epoch < run.steps_per_epoch and state.step < run.total:
@@ -227,6 +258,9 @@ def _train_epoch(run: _Run, stop: dict) -> None:
     finally:
         if bar is not None:
             bar.close()
+        close = getattr(order, "close", None)
+        if close is not None:  # a streamed epoch cut short: end its loader workers now
+            close()
 
 
 def _end_epoch(run: _Run) -> None:
@@ -342,7 +376,7 @@ def _setup(config: TrainConfig, *, resume: bool, overwrite: bool) -> _Run:
         ckpt, saved, resumed = resuming.open_run(config, last)
     elif last.exists() and not overwrite:
         raise ValueError(f"{out} already holds a training run; use --resume to continue it or --overwrite")
-    if not Path(config.data).is_file():
+    if not Path(config.data).exists():
         raise ValueError(f"dataset {config.data} does not exist")
     pretrained = resuming.load_pretrained(config.pretrained) if config.pretrained and ckpt is None else None
 
@@ -350,7 +384,7 @@ def _setup(config: TrainConfig, *, resume: bool, overwrite: bool) -> _Run:
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    with DatasetReader(config.data) as reader:
+    with open_reader(config.data) as reader:
         features = FeatureConfig(
             sample_rate=reader.sample_rate,
             n_fft=config.n_fft,
@@ -366,21 +400,35 @@ def _setup(config: TrainConfig, *, resume: bool, overwrite: bool) -> _Run:
     cache = out / "cache" / f"rank{ddp.rank}"
     if not resume and cache.exists():
         shutil.rmtree(cache)  # a new run (--overwrite): drop the previous run's caches
-    splits = {
-        split: load_split(
-            config.data, split, reg, features, max_rows=rows or None, progress=show, cache_dir=cache
-        )
-        for split, rows in (("train", config.max_train_rows), ("val", config.max_val_rows))
-    }
+    limits = {"train": config.max_train_rows or None, "val": config.max_val_rows or None}
+    # Preload a split (into memory or the run folder's memory-mapped cache) when its log-mels fit
+    # the budget, else stream it from the dataset each epoch (learn.data.StreamingSplit).
+    streamed = plan_splits(config.data, limits, features, config.stream, config.memory_gb)
+    splits: dict[str, SplitData | StreamingSplit] = {}
+    for split, rows in limits.items():
+        if streamed[split]:
+            splits[split] = StreamingSplit(
+                config.data,
+                split,
+                reg,
+                features,
+                max_rows=rows,
+                shuffle_rows=config.shuffle_rows,
+                workers=config.loader_workers,
+            )
+        else:
+            splits[split] = load_split(
+                config.data, split, reg, features, max_rows=rows, progress=show, cache_dir=cache
+            )
     train, val = splits["train"], splits["val"]
     if ckpt is not None:
         bundle = bundle_from(ckpt)
         bundle.data_identity = identity  # checked above; older checkpoints lack it
-        if bundle.input_frames != train.mels.shape[-1]:
+        if bundle.input_frames != train.frames:
             raise ValueError(f"{config.data} has clips of another length than the run in {out}")
     else:
         bundle = make_bundle(config, train, reg, features)
-        bundle.baseline = mean_baseline(train, val, reg)
+        bundle.baseline = mean_baseline(train.targets(), val.targets(), reg)
 
     model, optimizer, params = _model_and_optimizer(config, bundle, pretrained, device)
     state = TrainState()
@@ -483,6 +531,7 @@ def _log_start(run: _Run) -> None:
             "continuous": len(reg.continuous),
             "categorical": len(reg.categorical),
             "world_size": run.ddp.world,
+            "streamed": [k for k in ("train", "val") if isinstance(getattr(run, k), StreamingSplit)],
             "device": str(run.device),
             "importance_weights": bundle.weights_found,
             "baseline": bundle.baseline,

@@ -21,7 +21,7 @@ import torch
 from vitalmatch.learn import distributed
 from vitalmatch.learn.augment import normalise
 from vitalmatch.learn.config import TrainConfig
-from vitalmatch.learn.data import SplitData
+from vitalmatch.learn.data import SplitData, StreamingSplit
 from vitalmatch.learn.inputs import as_input, autocast
 from vitalmatch.learn.losses import parameter_loss
 from vitalmatch.learn.payload import Bundle
@@ -42,7 +42,7 @@ def _groups(registry: ParamRegistry) -> dict[str, list[int]]:
 @torch.no_grad()
 def evaluate_split(
     model: torch.nn.Module,
-    data: SplitData,
+    data: SplitData | StreamingSplit,
     bundle: Bundle,
     config: TrainConfig,
     device: torch.device,
@@ -59,16 +59,14 @@ def evaluate_split(
     reg = bundle.registry
     c, k = len(reg.continuous), len(reg.categorical)
     sums = torch.zeros(4 + 2 * c + 2 * k, dtype=torch.float64)  # loss*n, mse*n, ce*n, n | |e|, cnt | hit, cnt
-    rows = torch.arange(ddp.rank, len(data), ddp.world)
     weights = bundle.weights.to(device)
-    for start in range(0, len(rows), batch_size):
-        sel = rows[start : start + batch_size]
-        batch = {key: v.to(device) for key, v in data.batch(sel).items()}
+    for part in data.batches(ddp.rank, ddp.world, batch_size):  # preloaded or streamed (learn.data)
+        batch = {key: v.to(device) for key, v in part.items()}
         x = normalise(batch["mels"], bundle.norm_mean.to(device), bundle.norm_std.to(device))
         with autocast(config, device):
             out = model(as_input(x, config))
         terms = parameter_loss(out, batch, weights, config.loss())
-        n = len(sel)
+        n = len(batch["continuous"])
         for i, name in enumerate(TERMS):
             sums[i] += float(terms[name]) * n
         sums[3] += n

@@ -9,7 +9,8 @@ seconds taken (a failed input's row holds its error).
 
 Steps: :func:`plan_batch` names every output and refuses clashes (an existing file without
 ``overwrite``, an output that is an input) before any work; :func:`match_batch` checks the
-settings, starts one :class:`~vitalmatch.match.matcher.Matcher` and matches the inputs in turn.
+settings, starts one :class:`~vitalmatch.match.matcher.Matcher` and matches the inputs in turn
+(with ``backend="ray"``, one Matcher per Ray worker, each input's search on one node).
 An input that is not usable audio fails alone (its row says why) unless it is the only one; Ctrl-C
 ends the current search, writes its best preset so far and stops the batch.
 """
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vitalmatch.match.matcher import MatchConfig, Matcher, MatchResult
+from vitalmatch.synth.ray_pool import check_backend
 
 #: Audio file types a folder input is searched for (lower-case suffixes).
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".m4a", ".opus")
@@ -189,6 +191,8 @@ def match_batch(
     search_progress: Callable[[Path], AbstractContextManager[SearchProgress | None]] | None = None,
     on_item: Callable[[BatchItem], None] | None = None,
     notify: Callable[[str], None] | None = None,
+    backend: str = "local",
+    address: str | None = None,
 ) -> BatchReport:
     """Match every input of ``batch`` on one :class:`Matcher` (see the module docstring).
 
@@ -203,6 +207,10 @@ def match_batch(
             input's match and yields its search's progress callback (or None).
         on_item: called with each input's outcome as soon as it is known (before the next input).
         notify: one-line messages (the starting set's build announcement).
+        backend: ``"local"`` (one Matcher here) or ``"ray"``: every input's whole match runs on
+            one node of a Ray cluster (see :func:`_match_on_ray`); this process writes the
+            presets and the summary exactly as the local path does.
+        address: the Ray cluster (``"auto"``, ``HOST:PORT``; None: a private Ray here).
 
     Returns:
         :class:`BatchReport`; ``summary.tsv`` is written for more than one input.
@@ -216,9 +224,16 @@ def match_batch(
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise ValueError(f"checkpoint {checkpoint} does not exist")
     config.check()
+    check_backend(backend, address)
     single = len(batch.inputs) == 1
     if single:  # fail fast on a bad file, before the synth workers start
         load_audio(batch.inputs[0], 44100)
+    if backend == "ray":
+        report = _match_on_ray(batch, config, checkpoint, name, author, on_item, address)
+        if batch.summary is not None:
+            batch.summary.write_text(report.tsv())
+            report.summary = batch.summary
+        return report
     report = BatchReport([])
     search_progress = search_progress or _no_progress
     with Matcher(config, checkpoint, progress=progress, notify=notify) as matcher:
@@ -245,4 +260,104 @@ def match_batch(
     if batch.summary is not None:
         batch.summary.write_text(report.tsv())
         report.summary = batch.summary
+    return report
+
+
+# ---------------------------------------------------------------------------------------- Ray
+#: Seconds a Ray match task may take beyond twice its time budget (the final render and export,
+#: reading the file) before its worker is killed and the input counted as failed.
+RAY_TASK_MARGIN_S = 120.0
+
+_MATCHER: Matcher | None = None  # one per Ray worker process (set by _init_matcher)
+
+
+def _init_matcher(config: MatchConfig, checkpoint: str | None) -> None:
+    """Ray worker initializer: this worker's Matcher (its own local pool of ``config.workers``
+    synth processes; the starting set comes from the node's ``$VITALMATCH_CACHE``)."""
+    global _MATCHER
+    _MATCHER = Matcher(config, checkpoint)
+
+
+def _match_task(task: tuple[str, str, bytes, str, str]) -> tuple[str, object]:
+    """One input's whole match, in a Ray worker: ``(shown path, file name, bytes, name, author)``
+    -> ``("ok", MatchResult)`` or ``("audio_error", message)``.
+
+    The file travels as bytes, so the nodes need no shared file system; it is matched from a
+    temporary copy with the same name (the preset's comment names the file, as locally)."""
+    import tempfile
+
+    from vitalmatch.audio import AudioError
+
+    shown, filename, data, name, author = task
+    assert _MATCHER is not None
+    with tempfile.TemporaryDirectory(prefix="vitalmatch-match-") as folder:
+        path = Path(folder) / filename
+        path.write_bytes(data)
+        try:
+            result = _MATCHER.match_file(path, name=name, author=author)
+        except AudioError as e:
+            return ("audio_error", str(e).replace(str(path), shown))
+    result.prepared = None  # holds the decoded input again: not worth sending back
+    return ("ok", result)
+
+
+def _match_on_ray(
+    batch: Batch,
+    config: MatchConfig,
+    checkpoint: str | os.PathLike | None,
+    name: str | None,
+    author: str,
+    on_item: Callable[[BatchItem], None] | None,
+    address: str | None,
+) -> BatchReport:
+    """Match ``batch`` on a Ray cluster: one :class:`~vitalmatch.synth.ray_pool.RayPool` worker
+    per input (at most what the cluster's CPUs hold, or this machine's cores for a private Ray;
+    ``config.workers`` CPUs each), each with its own Matcher; results come back in input order
+    and are written here.
+
+    A worker that dies (segfault, lost node) or overruns ``2 * budget_s + RAY_TASK_MARGIN_S`` is
+    that input's failure in the report (its row says why), not the batch's; it is not retried.
+    Ctrl-C stops the batch; the inputs finished so far are written and listed."""
+    from vitalmatch.synth.ray_pool import RayPool
+
+    single = len(batch.inputs) == 1
+    ckpt = None if checkpoint is None else str(Path(checkpoint).resolve())
+
+    def tasks():
+        for path, out in zip(batch.inputs, batch.outputs, strict=True):
+            preset_name = (name or path.stem) if single else out.stem
+            yield (str(path), path.name, path.read_bytes(), preset_name, author)
+
+    slots = len(batch.inputs)
+    if address is None:  # a private Ray here: no more Matchers than this machine's cores hold
+        slots = min(slots, max(1, (os.cpu_count() or 1) // config.workers))
+    report = BatchReport([])
+    with RayPool(
+        slots,
+        initializer=_init_matcher,
+        initargs=(config, ckpt),
+        task_timeout_s=2 * config.budget_s + RAY_TASK_MARGIN_S,
+        max_tasks_per_worker=None,
+        window=2 * len(batch.inputs),
+        address=address,
+        cpus_per_worker=config.workers,
+        init_timeout_s=None,  # a node without the starting set builds it first (minutes)
+    ) as pool:
+        try:
+            for result in pool.map(_match_task, tasks()):
+                path, out = batch.inputs[result.index], batch.outputs[result.index]
+                item = BatchItem(path, out)
+                if not result.ok:
+                    item.error = f"{path.name}: {result.error}"
+                elif result.value[0] == "audio_error":
+                    item.error = str(result.value[1])
+                else:
+                    item.result = result.value[1]
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    item.written = write_match(item.result, out, batch.wav)
+                report.items.append(item)
+                if on_item is not None:
+                    on_item(item)
+        except KeyboardInterrupt:
+            report.interrupted = True
     return report
