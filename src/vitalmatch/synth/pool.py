@@ -190,6 +190,27 @@ class _Stop(Exception):
 _DONE = object()
 
 
+def check_pool_settings(
+    workers: int,
+    task_timeout_s: float | None,
+    init_timeout_s: float | None,
+    max_tasks_per_worker: int | None,
+    window: int | None,
+) -> None:
+    """Raise ValueError (one line) for settings no pool accepts (:class:`WorkerPool` and
+    :class:`~vitalmatch.synth.ray_pool.RayPool` share them)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if task_timeout_s is not None and not task_timeout_s > 0:
+        raise ValueError(f"task_timeout_s must be > 0 or None, got {task_timeout_s!r}")
+    if init_timeout_s is not None and not init_timeout_s > 0:
+        raise ValueError(f"init_timeout_s must be > 0 or None, got {init_timeout_s!r}")
+    if max_tasks_per_worker is not None and max_tasks_per_worker < 1:
+        raise ValueError(f"max_tasks_per_worker must be >= 1 or None, got {max_tasks_per_worker!r}")
+    if window is not None and window < 1:
+        raise ValueError(f"window must be >= 1 or None, got {window!r}")
+
+
 class WorkerPool:
     """A fixed number of crash-isolated worker processes, each running one task at a time.
 
@@ -235,16 +256,7 @@ class WorkerPool:
         start_method: str = "spawn",
         init_timeout_s: float | None = 120.0,
     ) -> None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-        if task_timeout_s is not None and not task_timeout_s > 0:
-            raise ValueError(f"task_timeout_s must be > 0 or None, got {task_timeout_s!r}")
-        if init_timeout_s is not None and not init_timeout_s > 0:
-            raise ValueError(f"init_timeout_s must be > 0 or None, got {init_timeout_s!r}")
-        if max_tasks_per_worker is not None and max_tasks_per_worker < 1:
-            raise ValueError(f"max_tasks_per_worker must be >= 1 or None, got {max_tasks_per_worker!r}")
-        if window is not None and window < 1:
-            raise ValueError(f"window must be >= 1 or None, got {window!r}")
+        check_pool_settings(workers, task_timeout_s, init_timeout_s, max_tasks_per_worker, window)
         self.workers = workers
         self.task_timeout_s = None if task_timeout_s is None else float(task_timeout_s)
         self.init_timeout_s = None if init_timeout_s is None else float(init_timeout_s)

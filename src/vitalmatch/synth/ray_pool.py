@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vitalmatch.synth.pool import TaskResult, WorkerPool, _one_line
+from vitalmatch.synth.pool import TaskResult, WorkerPool, _one_line, check_pool_settings
 
 __all__ = ["BACKENDS", "RayPool", "check_backend", "open_pool"]
 
@@ -264,16 +264,7 @@ class RayPool:
         init_timeout_s: float | None = 300.0,
         env_vars: Mapping[str, str] | None = None,
     ) -> None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-        if task_timeout_s is not None and not task_timeout_s > 0:
-            raise ValueError(f"task_timeout_s must be > 0 or None, got {task_timeout_s!r}")
-        if init_timeout_s is not None and not init_timeout_s > 0:
-            raise ValueError(f"init_timeout_s must be > 0 or None, got {init_timeout_s!r}")
-        if max_tasks_per_worker is not None and max_tasks_per_worker < 1:
-            raise ValueError(f"max_tasks_per_worker must be >= 1 or None, got {max_tasks_per_worker!r}")
-        if window is not None and window < 1:
-            raise ValueError(f"window must be >= 1 or None, got {window!r}")
+        check_pool_settings(workers, task_timeout_s, init_timeout_s, max_tasks_per_worker, window)
         if not cpus_per_worker > 0:
             raise ValueError(f"cpus_per_worker must be > 0, got {cpus_per_worker!r}")
         check_backend("ray", address)
