@@ -36,6 +36,11 @@ true one, and three failure counts (issue 18 section 3): worse than the start (t
 t23 <= 0.35, other <= 0.35; medians with 95% bootstrap intervals
 (:func:`vitalmatch.metrics.median_ci`).
 
+``--clap DIR`` (a local transformers CLAP checkpoint, :mod:`vitalmatch.clap`) adds ``clap``: the
+cosine similarity of the CLAP audio embeddings of the match and the target (higher is better; 1
+for the same sound), and ``init_clap`` for Vital's init preset; the summary gives their medians.
+Without it the rows hold None and the table says it was not computed.
+
 ``--given-note`` calls ``match_audio`` with the true note and note length instead (the search
 alone, no pitch detection). ``--curve`` keeps, in the match at the longest budget, the search's best
 point at 5 / 10 / 30 / 60 / 120 s (those within the budget; ``on_batch``), renders each at full
@@ -44,7 +49,7 @@ run in ``--out`` and skips their (set, sound, budget, tier, mode).
 
     python benchmarks/match_quality.py [--sets presets,t1,t23,other] [--sounds N]
         [--budgets 5,30,120] [--curve] [--tier T] [--given-note] [--spectrograms 4] [--resume]
-        [--presets ../shared/presets] [--out benchmarks/results] [--images docs/images]
+        [--presets ../shared/presets] [--out benchmarks/results] [--images docs/images] [--clap DIR]
 
 Smoke run (a few minutes): ``--sounds 2 --budgets 3 --spectrograms 1 --out /tmp/mq_smoke``.
 """
@@ -234,17 +239,27 @@ def _final_renders(matcher, vectors: list, note: int, note_s: float, render_s: f
     return [res.value[0].mean(axis=0) if res.ok else None for res in matcher.pool.map(final_task, tasks)]
 
 
-def _scores(audio: np.ndarray | None, target: np.ndarray) -> dict:
-    """New and old metric, MFCC distance and envelope cosine of mono ``audio`` against ``target``."""
+def _scores(audio: np.ndarray | None, target: np.ndarray, clap=None) -> dict:
+    """New and old metric, MFCC distance and envelope cosine of mono ``audio`` against ``target``
+    (both ``(T,)`` at :data:`SR`), and ``clap``: the cosine of their CLAP audio embeddings with a
+    :class:`vitalmatch.clap.Clap` (None without one; NaN where the render failed)."""
     from vitalmatch.metrics import envelope_cosine, magnitude_mel_l1, mfcc_distance, multiscale_mel_l1
 
     if audio is None:
-        return {"distance": math.nan, "old": math.nan, "mfcc": math.nan, "envelope_cosine": math.nan}
+        nan = math.nan
+        return {
+            "distance": nan,
+            "old": nan,
+            "mfcc": nan,
+            "envelope_cosine": nan,
+            "clap": nan if clap is not None else None,
+        }
     return {
         "distance": float(magnitude_mel_l1(audio, target, SR)),
         "old": float(multiscale_mel_l1(audio, target, SR)),
         "mfcc": float(mfcc_distance(audio, target, SR)),
         "envelope_cosine": float(envelope_cosine(audio, target, SR)),
+        "clap": float(clap.similarity([audio], [target], SR)[0]) if clap is not None else None,
     }
 
 
@@ -278,8 +293,9 @@ class _Snapshots:
         return self.points
 
 
-def match_one(matcher, target: dict, budget: float, args, init_cache: dict) -> tuple[dict, object]:
-    """One match of ``target`` at ``budget`` seconds -> (row, MatchResult)."""
+def match_one(matcher, target: dict, budget: float, args, init_cache: dict, clap=None) -> tuple[dict, object]:
+    """One match of ``target`` at ``budget`` seconds -> (row, MatchResult); ``clap`` (a
+    :class:`vitalmatch.clap.Clap` or None) scores ``clap`` and ``init_clap``."""
     curve_marks = (
         tuple(s for s in CURVE_S if s <= budget) if args.curve and budget == max(args.budgets) else ()
     )
@@ -294,10 +310,10 @@ def match_one(matcher, target: dict, budget: float, args, init_cache: dict) -> t
     if key not in init_cache:
         init_vectors = matcher.registry.from_raw(_pins())
         (init_audio,) = _final_renders(matcher, [init_vectors], target["note"], r.note_s, r.render_s)
-        init_cache[key] = _scores(init_audio, r.target)
+        init_cache[key] = _scores(init_audio, r.target, clap)
     init = init_cache[key]
     match_mono = r.render.mean(axis=0)
-    got = _scores(match_mono, r.target)
+    got = _scores(match_mono, r.target, clap)
     ref = r.refinement
     ratio = got["distance"] / init["distance"] if init["distance"] > 0 else math.nan
     row = {
@@ -328,6 +344,8 @@ def match_one(matcher, target: dict, budget: float, args, init_cache: dict) -> t
         "init_mfcc": init["mfcc"],
         "envelope_cosine": got["envelope_cosine"],
         "init_envelope_cosine": init["envelope_cosine"],
+        "clap": got["clap"],  # None without --clap
+        "init_clap": init.get("clap"),
         # the matcher's own numbers (its metric; its init is played at the detected note)
         "matcher_distance": r.distance,
         "matcher_distance_start": r.distance_start,
@@ -389,7 +407,8 @@ def summarise(rows: list[dict]) -> list[dict]:
         speeds = [r["evals_per_s"] for r in rs if r["evals_per_s"]]
 
         def median(key: str, rs=rs) -> float:
-            vals = [r[key] for r in rs if r[key] is not None and not math.isnan(r[key])]
+            vals = [r.get(key) for r in rs]  # rows of a run before a key existed lack it
+            vals = [v for v in vals if v is not None and not math.isnan(v)]
             return float(np.median(vals)) if vals else math.nan
 
         goal = GOALS[set_name]
@@ -405,6 +424,8 @@ def summarise(rows: list[dict]) -> list[dict]:
                 "old_ratio": median("old_ratio"),
                 "mfcc": median("mfcc"),
                 "envelope_cosine": median("envelope_cosine"),
+                "clap": median("clap"),  # NaN: not computed (no --clap) or every render failed
+                "init_clap": median("init_clap"),
                 "worse_than_start": sum(r["worse_than_start"] for r in rs),
                 "worse_than_init": sum(r["worse_than_init"] for r in rs),
                 "silent": sum(r["silent"] for r in rs),
@@ -425,14 +446,15 @@ def _curve_medians(rows: list[dict]) -> dict:
     }
 
 
-def table(summary: list[dict]) -> str:
-    """The summary as a markdown table."""
+def table(summary: list[dict], clap_note: str | None = None) -> str:
+    """The summary as a markdown table; ``clap_note``: a line under it on the CLAP column
+    (default: "not computed" when no row of the summary has a CLAP median)."""
     head = (
         "| set | budget | n | ratio (magnitude mel) [95% CI] | goal at 30 s | old-metric ratio | MFCC | "
-        "envelope cos | worse than start | worse than init | silent | true note heard / played | "
-        "evals/s | s |"
+        "envelope cos | CLAP cos (init) | worse than start | worse than init | silent | "
+        "true note heard / played | evals/s | s |"
     )
-    lines = [head, "|" + "---|" * 14]
+    lines = [head, "|" + "---|" * 15]
     for s in summary:
         met = "" if s["met"] is None else (" met" if s["met"] else " not met")
         speed = f"{s['evals_per_s']:.1f}" if s["evals_per_s"] else "-"
@@ -447,6 +469,7 @@ def table(summary: list[dict]) -> str:
             f"{s['old_ratio']:.2f}x",
             f"{s['mfcc']:.1f}",
             f"{s['envelope_cosine']:.3f}",
+            _clap_cell(s),
             s["worse_than_start"],
             s["worse_than_init"],
             s["silent"],
@@ -455,6 +478,10 @@ def table(summary: list[dict]) -> str:
             f"{s['seconds']:.0f}",
         ]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    if clap_note is None and not any(_has_clap(s) for s in summary):
+        clap_note = CLAP_NOT_GIVEN
+    if clap_note:
+        lines += ["", f"CLAP cos: {clap_note}."]
     curves = [s for s in summary if s["curve"]]
     if curves:
         lines += [
@@ -466,6 +493,22 @@ def table(summary: list[dict]) -> str:
             pts = ", ".join(f"{m} s: {v:.2f}x" for m, v in s["curve"].items())
             lines.append(f"- {s['set']} (match of {s['budget_s']:g} s): {pts}")
     return "\n".join(lines)
+
+
+#: The table's note when the CLAP column is empty.
+CLAP_NOT_GIVEN = "not computed (no --clap DIR given)"
+
+
+def _has_clap(s: dict) -> bool:
+    value = s.get("clap")
+    return value is not None and not math.isnan(value)
+
+
+def _clap_cell(s: dict) -> str:
+    if not _has_clap(s):
+        return "-"
+    init = s.get("init_clap")
+    return f"{s['clap']:.3f}" + (f" ({init:.3f})" if init is not None and not math.isnan(init) else "")
 
 
 # ------------------------------------------------------------------------------------------ plots
@@ -589,6 +632,12 @@ def _parse() -> argparse.Namespace:
         default=None,
         help="default: docs/images (with the default --out), else OUT/images",
     )
+    ap.add_argument(
+        "--clap",
+        type=Path,
+        default=None,
+        help="local CLAP checkpoint folder (transformers ClapModel): adds the CLAP cosine per row",
+    )
     args = ap.parse_args()
     args.sets = [s for s in args.sets.split(",") if s]
     bad = [s for s in args.sets if s not in SETS]
@@ -612,6 +661,21 @@ def main() -> None:
     args = _parse()
     from vitalmatch.match import MatchConfig, Matcher
     from vitalmatch.match.start_set import cache_dir
+
+    clap = None
+    if args.clap is not None:  # before any target or match: a broken folder stops here
+        from vitalmatch.clap import Clap
+
+        try:
+            clap = Clap(args.clap)
+        except ValueError as e:
+            sys.exit(f"error: {e}")
+    clap_note = (
+        None
+        if clap is None
+        else f"cosine of the CLAP audio embeddings of match and target ({args.clap}, {clap.dim} "
+        "dimensions), Vital's init preset in brackets; higher is better"
+    )
 
     wav_dir = cache_dir() / "bench" / "match_quality"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -681,7 +745,9 @@ def main() -> None:
         }
         _write_json(json_path, data)
         md_path.write_text(
-            f"# match quality (issue 18), tier {base.tier}, mode {mode}\n\n" + table(summary) + "\n"
+            f"# match quality (issue 18), tier {base.tier}, mode {mode}\n\n"
+            + table(summary, clap_note)
+            + "\n"
         )
         return data
 
@@ -697,7 +763,7 @@ def main() -> None:
             for target, budget in todo:
                 matcher.config = dataclasses.replace(base, budget_s=budget)
                 try:
-                    row, r = match_one(matcher, target, budget, args, init_cache)
+                    row, r = match_one(matcher, target, budget, args, init_cache, clap)
                 except Exception as e:  # one broken match must not end a run of hours: listed, skipped
                     failed.append(
                         f"{target['set']}/{target['name']} at {budget:g} s: {type(e).__name__}: {e}"
@@ -733,7 +799,7 @@ def main() -> None:
                     )
                     print(f"wrote {image}", flush=True)
     data = report()
-    print(table(data["summary"]))
+    print(table(data["summary"], clap_note))
     plot_budgets(data["summary"], args.out / "match_quality.png")
     written = [json_path, md_path, args.out / "match_quality.png"]
     if any(s["curve"] for s in data["summary"]):

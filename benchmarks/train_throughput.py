@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/train_throughput.py [--archs slim10,slim18,resnet18] [--batch 32] [--steps 10]
         [--warmup 3] [--threads 0] [--data FILE.h5|DIR/] [--streaming WORKERS] [--quick]
+        [--encoders ast,mert] [--encoder-sizes small[,real]] [--encoder-batch 8] [--encoder-steps 3]
         [--out benchmarks/results]
 
 What it measures (samples/s are medians over timed steps; warm-up steps are excluded; the ratios
@@ -17,6 +18,10 @@ come from numbers taken in this same run, since the machine may be noisy):
    reference arch (slim10) is also measured with one thread: when other processes keep the
    cores busy, OpenMP's spinning threads can make the default thread count many times slower
    than one thread (``OMP_WAIT_POLICY=PASSIVE`` avoids that; it is recorded in the JSON).
+   *Pretrained encoders* (issue 20, ``--arch ast|mert``): the same step on ``--encoder-batch``
+   waveforms of 2 s at the encoder's rate (AST: 16 kHz through its in-graph fbank; MERT: 24 kHz),
+   for a ``small`` config (4 layers of 256; AST over the clip's 198 frames) and the ``real`` sizes
+   (AST-base with its 1024-frame input, MERT-v1-95M); ``--encoders none`` skips them.
 2. the same on the GPU with bf16 autocast when torch sees CUDA (else it says so and skips).
 3. *data loading*, in samples/s: (a) the in-memory path of training (``SplitData.batch`` of
    random rows + ``inputs.augment``: gain/noise, normalisation, SpecAugment) on the CPU (and with
@@ -62,7 +67,18 @@ from vitalmatch.learn.config import TrainConfig
 from vitalmatch.learn.data import SplitData
 from vitalmatch.learn.inputs import as_input, augment
 from vitalmatch.learn.losses import LossConfig, parameter_loss
-from vitalmatch.learn.model import ARCHS, ModelConfig, ParamNet
+from vitalmatch.learn.model import ARCHS, ENCODER_ARCHS, ModelConfig, ParamNet
+
+#: Encoder configs of the benchmark: ``small`` (4 layers of 256) and the real sizes (the defaults).
+ENCODER_SIZES = {
+    "small": {
+        "ast": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
+                    max_length=198),
+        "mert": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
+                     conv_dim=[256] * 7, num_conv_pos_embedding_groups=16),
+    },
+    "real": {"ast": {}, "mert": {}},
+}  # fmt: skip
 
 # Tier-1-like heads (the learnable registry of a Tier-1 dataset).
 TIER1_CONTINUOUS = 58
@@ -172,6 +188,64 @@ def bench_model(
         "train": train,
         "inference": infer,
         "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def bench_encoder(
+    arch: str,
+    size: str,
+    n_cont: int,
+    sizes: list[int],
+    batch: int,
+    warmup: int,
+    steps: int,
+    device: torch.device,
+) -> dict:
+    """Training-step and inference samples/s of a pretrained-encoder arch (random weights of the
+    ``size`` config of :data:`ENCODER_SIZES`) on ``batch`` waveforms of :data:`CLIP_SECONDS` at the
+    encoder's rate: the loop of ``train.fit`` as in :func:`bench_model`."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    config = ModelConfig(arch=arch, n_continuous=n_cont, categorical_sizes=list(sizes),
+                         encoder=ENCODER_SIZES[size][arch])  # fmt: skip
+    model = ParamNet(config).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for p in params if p.ndim > 1], "weight_decay": 0.01},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        ],
+        lr=1e-4,
+    )
+    x = (0.1 * torch.randn(batch, int(CLIP_SECONDS * ENCODER_ARCHS[arch]), generator=g)).to(device)
+    tgt = _targets(batch, n_cont, sizes, device, g)
+    weights = torch.ones(n_cont, device=device)
+    loss_config = LossConfig()
+
+    def train_step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(device):
+            out = model(x)
+        terms = parameter_loss(out, tgt, weights, loss_config)
+        terms["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        float(terms["loss"].detach())
+
+    def infer_step() -> None:
+        with torch.inference_mode(), _autocast(device):
+            model(x)
+
+    model.train()
+    train = _rate(batch, _timed(train_step, warmup, steps, device))
+    model.eval()
+    infer = _rate(batch, _timed(infer_step, warmup, steps, device))
+    return {
+        "train": train,
+        "inference": infer,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "batch": batch,
+        "input_samples": int(x.shape[1]),
     }
 
 
@@ -333,6 +407,14 @@ def main() -> None:
         help="with --data: also a streamed epoch of --load-rows rows with WORKERS loader workers",
     )
     ap.add_argument("--quick", action="store_true", help="few steps, slim10 only: check that it runs")
+    ap.add_argument("--encoders", default="ast,mert", help="pretrained-encoder archs to time, or none")
+    ap.add_argument(
+        "--encoder-sizes",
+        default="small",
+        help="comma-separated, of: small, real (real: minutes per step on a CPU)",
+    )
+    ap.add_argument("--encoder-batch", type=int, default=8, help="waveforms per encoder step")
+    ap.add_argument("--encoder-steps", type=int, default=3, help="timed steps per encoder measurement")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = ap.parse_args()
     archs = [a.strip() for a in args.archs.split(",") if a.strip()]
@@ -340,6 +422,12 @@ def main() -> None:
         archs = [CPU_DEFAULT_ARCH]
         args.steps, args.warmup = 3, 1
         args.load_rows, args.loader_batches = min(args.load_rows, 128), min(args.loader_batches, 3)
+    enc_archs = [a.strip() for a in args.encoders.split(",") if a.strip() and a.strip() != "none"]
+    enc_sizes = [z.strip() for z in args.encoder_sizes.split(",") if z.strip()]
+    if args.quick:
+        enc_sizes = ["small"]
+    if [a for a in enc_archs if a not in ENCODER_ARCHS] or [z for z in enc_sizes if z not in ENCODER_SIZES]:
+        ap.error(f"--encoders: of {', '.join(ENCODER_ARCHS)}; --encoder-sizes: of {', '.join(ENCODER_SIZES)}")
     unknown = [a for a in archs if a not in ARCHS]
     if unknown or not archs:
         ap.error(f"--archs: unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(ARCHS)}")
@@ -385,6 +473,11 @@ def main() -> None:
             }
         finally:
             torch.set_num_threads(threads)
+    for arch in enc_archs:
+        for size in enc_sizes:
+            models["cpu"][f"{arch}-{size}"] = bench_encoder(
+                arch, size, n_cont, sizes, args.encoder_batch, 1, args.encoder_steps, cpu
+            )
     gpu_name = None
     if cuda is not None:
         gpu_name = torch.cuda.get_device_name(cuda)
@@ -393,6 +486,11 @@ def main() -> None:
             models["cuda_bf16"][arch] = bench_model(
                 arch, n_cont, sizes, args.batch, shape, max(args.warmup, 3), max(args.steps, 10), cuda
             )
+        for arch in enc_archs:
+            for size in enc_sizes:
+                models["cuda_bf16"][f"{arch}-{size}"] = bench_encoder(
+                    arch, size, n_cont, sizes, max(args.encoder_batch, 32), 3, 10, cuda
+                )
 
     # 3. data loading
     loading: dict[str, dict] = {}

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.once import build_once
+
 REPO = Path(__file__).resolve().parents[1]
+
+# No default model in the tests (match, predict and the demo behave as without one, whatever is
+# installed); the tests of the default model point the variable at a tiny model themselves.
+os.environ["VITALMATCH_DEFAULT_MODEL"] = ""
 
 
 def shared_presets_dir() -> Path | None:
@@ -45,14 +51,21 @@ def tiny_eval_dataset(tmp_path_factory):
     from vitalmatch.data.generate import GenerateConfig, generate
     from vitalmatch.synth.render import RenderConfig
 
-    path = tmp_path_factory.mktemp("eval") / "tiny.h5"
     render = RenderConfig(sample_rate=22050, notes=(60,), note_duration_s=0.3, render_duration_s=0.5)
-    generate(
-        GenerateConfig(
-            output=path, n_presets=20, render=render, workers=2, progress=False, split=(0.4, 0.2, 0.4), seed=3
+
+    def build(folder):
+        config = GenerateConfig(
+            output=folder / "tiny.h5",
+            n_presets=20,
+            render=render,
+            workers=2,
+            progress=False,
+            split=(0.4, 0.2, 0.4),
+            seed=3,
         )
-    )
-    return path
+        generate(config)
+
+    return build_once(tmp_path_factory, "eval-dataset", build) / "tiny.h5"
 
 
 #: The settings every tiny training run of the tests shares: one epoch of 4-example batches on
@@ -88,29 +101,32 @@ def tiny_eval_checkpoint(tiny_eval_dataset, tiny_config, tmp_path_factory):
     """``last.pt`` of one tiny training epoch on :func:`tiny_eval_dataset`."""
     from vitalmatch.learn.train import fit
 
-    out = tmp_path_factory.mktemp("eval") / "run"
-    fit(tiny_config(tiny_eval_dataset, out))
-    return out / "last.pt"
+    folder = build_once(
+        tmp_path_factory, "eval-run", lambda d: fit(tiny_config(tiny_eval_dataset, d / "run"))
+    )
+    return folder / "run" / "last.pt"
 
 
 @pytest.fixture(scope="session")
 def match_cache(tmp_path_factory):
     """A private ``$VITALMATCH_CACHE`` with a :data:`tests.sounds.START_SET`-preset starting set,
-    built once through the real code path (shared by the match and demo tests)."""
+    built once per test run through the real code path (shared by the match and demo tests, and by
+    both xdist workers: :func:`tests.once.build_once`)."""
     import os
 
     from tests.sounds import START_SET
     from vitalmatch.match import ensure_start_set
 
-    path = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("VITALMATCH_CACHE")
-    os.environ["VITALMATCH_CACHE"] = str(path)
-    try:
-        starts = ensure_start_set(START_SET, progress=False)
-    finally:
-        if old is None:
-            del os.environ["VITALMATCH_CACHE"]
-        else:
-            os.environ["VITALMATCH_CACHE"] = old
-    assert len(starts) >= 3 * START_SET  # several notes per preset
-    return path
+    def build(path):
+        old = os.environ.get("VITALMATCH_CACHE")
+        os.environ["VITALMATCH_CACHE"] = str(path)
+        try:
+            starts = ensure_start_set(START_SET, progress=False)
+        finally:
+            if old is None:
+                del os.environ["VITALMATCH_CACHE"]
+            else:
+                os.environ["VITALMATCH_CACHE"] = old
+        assert len(starts) >= 3 * START_SET  # several notes per preset
+
+    return build_once(tmp_path_factory, "match-cache", build)

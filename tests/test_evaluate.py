@@ -12,7 +12,15 @@ import numpy as np
 from tests.processes import cli_in_process, run_cli
 from tests.vital_app import assert_app_loads
 from vitalmatch.data.reader import DatasetReader
-from vitalmatch.evaluate import METRICS, EvaluateConfig, _level, distances, evaluate
+from vitalmatch.evaluate import (
+    CLAP_METRIC,
+    CLAP_NOT_GIVEN,
+    METRICS,
+    EvaluateConfig,
+    _level,
+    distances,
+    evaluate,
+)
 from vitalmatch.metrics import magnitude_mel_l1, multiscale_mel_l1
 
 
@@ -108,6 +116,11 @@ def test_known_case_the_oracle_matches_and_init_does_not(tiny_eval_dataset, tmp_
     assert e["init"]["mel_l1"]["median"] > 10 * e["oracle"]["mel_l1"]["median"]
     assert e["init"]["magnitude_mel_l1"]["median"] > 10 * e["oracle"]["magnitude_mel_l1"]["median"]
     assert report["sets"]["synthetic"]["parameters"]["oracle"]["mae"] == 0.0
+    # Without --clap the CLAP column is there, empty, and the report says why.
+    assert report["clap"] == {"computed": False, "reason": CLAP_NOT_GIVEN}
+    assert e["oracle"][CLAP_METRIC] is None and e["init"][CLAP_METRIC] is None
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert f"CLAP cos: {CLAP_NOT_GIVEN}." in md and "| envelope cos | CLAP cos | failed renders |" in md
 
 
 def test_distances_level_match_spares_magnitude_mel_l1():

@@ -65,12 +65,16 @@ def stage(name: str, setup, **kwargs: Any):
     return cli.command(name, cls=ConfigCommand, setup=setup, **kwargs)
 
 
-# An input several commands share (one definition, so its help stays the same).
+# Inputs several commands share (one definition, so their help stays the same).
 checkpoint_option = click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
     default=None,
-    help="best.pt of a training run (optional).",
+    help="Model file (.safetensors) or best.pt of a training run (default: the installed default "
+    "model, if any; $VITALMATCH_DEFAULT_MODEL names another, '' none).",
+)
+no_model_option = click.option(
+    "--no-model", is_flag=True, help="Use no network, not even the default model (starting set and init)."
 )
 
 
@@ -409,6 +413,54 @@ def train_cmd(data: Path, out: Path, resume: bool, overwrite: bool, settings: di
             f"{state.stop_reason} at step {state.step}, epoch {state.epoch}; best val loss "
             f"{state.best_val:.4f} at step {state.best_step}; checkpoints in {out}"
         )
+        best = out / "best.pt"
+        if best.is_file():  # the weights-only file predict / match / the demo load (a second)
+            from vitalmatch.learn import checkpoint
+
+            written = checkpoint.save_model(out / "model.safetensors", checkpoint.load(best))
+            click.echo(f"model file: {written} ({written.stat().st_size / 1e6:.1f} MB, weights only)")
+
+
+# ----------------------------------------------------------------------------------- export-model
+@cli.command("export-model")
+@click.argument("source", metavar="CHECKPOINT", type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), required=True, help=".safetensors file to write."
+)
+@click.option("--half", is_flag=True, help="Store the weights as float16 (about half the size).")
+@click.option(
+    "--card",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="JSON object merged into the model card (data, steps, metrics, ...).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+def export_model_cmd(source: Path, output: Path, half: bool, card: Path | None, overwrite: bool) -> None:
+    """Write a model file: the weights and what prediction needs, as safetensors (no pickle, no
+    training state), for predict / match / the demo (--checkpoint) or as the default model."""
+    from vitalmatch.learn import checkpoint
+    from vitalmatch.outputs import check_outputs
+
+    if output.suffix.lower() != ".safetensors":
+        raise ValueError(f"the model file must end in .safetensors, got {output.name}")
+    inputs = [source] + ([card] if card is not None else [])
+    check_outputs([output], inputs=inputs, overwrite=overwrite, create_folders=False)
+    extra = None
+    if card is not None:
+        try:
+            extra = json.loads(card.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise ValueError(f"--card {card} is not a readable JSON file ({str(e)[:100]})") from None
+        if not isinstance(extra, dict):
+            raise ValueError(f"--card {card} must hold a JSON object, not a {type(extra).__name__}")
+    ckpt = checkpoint.load(source)
+    written = checkpoint.save_model(output, ckpt, half=half, card=extra)
+    before = source.stat().st_size / 1e6
+    after = written.stat().st_size / 1e6
+    click.echo(
+        f"wrote {written}: {after:.1f} MB ({'float16' if half else 'float32'} weights; "
+        f"{source.name} is {before:.1f} MB)"
+    )
 
 
 # ---------------------------------------------------------------------------------------- predict
@@ -420,28 +472,31 @@ def _clip_text(clip) -> str:
 @cli.command("predict")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help=".vital file to write.")
-@click.option(
-    "--checkpoint",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="best.pt / last.pt of a training run.",
-)
+@checkpoint_option
 @click.option("--wav", is_flag=True, help="Also write the matched render as WAV next to the preset.")
 @click.option("--name", default=None, help="Preset name (default: the input's file name).")
 @click.option("--author", default="vitalmatch", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def predict_cmd(input_path, output, checkpoint, wav, name, author, overwrite) -> None:
-    """Turn an audio file into a .vital preset with a trained model (no search).
+    """Turn an audio file into a .vital preset with a trained model (no search): --checkpoint, or
+    the default model when one is installed.
 
     The preset is applied and rendered in a synth worker process, with every value clamped to the
     live synth's ranges (never the checkpoint's).
     """
     import soundfile as sf
 
+    from vitalmatch.learn.default_model import resolve
     from vitalmatch.learn.predict import Predictor, predict_file
     from vitalmatch.outputs import check_outputs, render_wav_path
     from vitalmatch.synth.export import write_vital
 
+    checkpoint = resolve(checkpoint)
+    if checkpoint is None:
+        raise ValueError(
+            "predict needs a model: give --checkpoint (a model file or best.pt); no default model "
+            "is installed"
+        )
     out = output if output.suffix.lower() == ".vital" else output.with_suffix(".vital")
     targets = [out] + ([render_wav_path(out)] if wav else [])
     if input_path.is_dir():
@@ -483,6 +538,7 @@ def _evaluate_settings():
         Flag("methods", parse=_names, help=methods_help),
         Flag("nn_rows"),
         Flag("level_match"),
+        Flag("clap"),
         Flag("workers"),
         Flag("images"),
         Flag("seed"),
@@ -559,7 +615,7 @@ def _print_match(item, single: bool) -> None:
         p, ref = result.prepared, result.refinement
         click.echo(f"input: {item.input} ({_clip_text(p.clip)})")
         click.echo(f"pitch: {p.pitch_text()}; note held {result.note_s:.2f} s of {result.render_s:.2f} s")
-        click.echo(f"start: {result.start}")
+        click.echo(f"start: {result.start} ({_starts_text(result)})")
         if ref is not None:
             rate = ref.evals / max(ref.seconds, 1e-9)
             click.echo(
@@ -590,6 +646,19 @@ def _print_match(item, single: bool) -> None:
         click.echo(f"interrupted: wrote the best preset found so far to {item.written[0]}", err=True)
 
 
+def _starts_text(result) -> str:
+    """How many starts were scored and where they came from: ``"best of 15 starts: 8 from the
+    model, 6 from the start set"`` (the pitch trials of the best two are not counted)."""
+    names = [n for n in result.candidates if " at note " not in n]
+    model = sum(n.startswith("prediction") for n in names)
+    starts = sum(n.startswith("start set") for n in names)
+    library = sum(n.startswith("library") for n in names)
+    parts = [f"{model} from the model", f"{starts} from the start set"]
+    if library:
+        parts.append(f"{library} from libraries")
+    return f"best of {len(names)} starts: {', '.join(parts)}"
+
+
 def _match_settings():
     from vitalmatch.match import MatchConfig
 
@@ -601,6 +670,7 @@ def _match_settings():
         Flag("workers"),
         Flag("start_set_size", "--start-set"),
         Flag("library_candidates"),
+        Flag("model_candidates"),
         Flag("structure", help="Let the search switch modules on and add routings (Tier 2+)."),
         Flag("pitch_search", help="Try the detected note's octaves (and neighbours when unsure)."),
         Flag("seed"),
@@ -623,6 +693,7 @@ def _match_settings():
     help=".vital file to write (a folder when INPUT is a folder).",
 )
 @checkpoint_option
+@no_model_option
 @click.option("--wav", is_flag=True, help="Also write the matched render as WAV next to each preset.")
 @click.option("--name", default=None, help="Preset name (default: the input's file name).")
 @click.option("--author", default="vitalmatch", show_default=True)
@@ -655,6 +726,7 @@ def match_cmd(
     output: Path,
     libraries: tuple[str, ...],
     checkpoint: Path | None,
+    no_model: bool,
     wav: bool,
     name: str | None,
     author: str,
@@ -667,8 +739,9 @@ def match_cmd(
     """Turn a sound (or a folder of sounds, or a built-in --example) into a .vital preset: start point +
     CMA-ES with the synth.
 
-    Works without a checkpoint (it then starts from the best of a built-in starting set, rendered
-    on first use, or the init preset). Ctrl-C ends the search and writes the best preset so far.
+    Uses the default model when one is installed (--no-model: none; --checkpoint: another); without
+    a model it starts from the best of a built-in starting set, rendered on first use, or the init
+    preset. Ctrl-C ends the search and writes the best preset so far.
     """
     from vitalmatch.match import MatchConfig, match_batch, plan_batch
 
@@ -688,6 +761,7 @@ def match_cmd(
         batch,
         config,
         checkpoint,
+        no_model=no_model,
         name=name,
         author=author,
         progress=progress,
@@ -772,7 +846,13 @@ def tutorial_cmd(
 def _demo_settings():
     from vitalmatch.demo import DemoConfig
 
-    return DemoConfig, (Flag("host"), Flag("port"), Flag("start_set_size", "--start-set"), Flag("workers"))
+    return DemoConfig, (
+        Flag("host"),
+        Flag("port"),
+        Flag("no_model", negatable=False),
+        Flag("start_set_size", "--start-set"),
+        Flag("workers"),
+    )
 
 
 @stage("demo", _demo_settings)

@@ -56,7 +56,9 @@ class DemoConfig:
     Attributes:
         host: address to listen on; 127.0.0.1 serves this machine only.
         port: TCP port.
-        checkpoint: a training run's ``best.pt`` (None: starting set and init preset only).
+        checkpoint: a model file or a training run's ``best.pt`` (None: the default model, if one
+            is installed; see vitalmatch.learn.default_model).
+        no_model: match without a network (the starting set and the init preset only).
         start_set_size: presets in the built-in starting set (0: init preset only).
         workers: synth render processes of the matcher.
         max_budget_s: the largest refinement budget the page offers (seconds).
@@ -68,6 +70,7 @@ class DemoConfig:
     host: str = "127.0.0.1"
     port: int = 7860
     checkpoint: Path | None = None
+    no_model: bool = False
     start_set_size: int = 256
     workers: int = 2
     max_budget_s: float = 60.0
@@ -85,8 +88,9 @@ class DemoConfig:
         check_start_set_size(self.start_set_size)
         if not 2 <= self.default_budget_s <= self.max_budget_s:
             raise ValueError(f"budgets must satisfy 2 <= default <= max, got {self.default_budget_s}")
-        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
-            raise ValueError(f"checkpoint {self.checkpoint} does not exist")
+        from vitalmatch.learn.default_model import resolve
+
+        resolve(self.checkpoint, self.no_model)  # a missing file, or both given: one line
 
 
 def _gradio():
@@ -229,7 +233,11 @@ class _Session:
             self.matcher = None
         if self.matcher is None:
             progress(0.0, desc="starting the synth workers (first match only)")
-            matcher = Matcher(wanted, cfg.checkpoint)  # starts and warms up the workers (~5 s)
+            from vitalmatch.learn.default_model import resolve
+
+            model = resolve(cfg.checkpoint, cfg.no_model)
+            # starts and warms up the workers (~5 s); a default model that does not fit is left out
+            matcher = Matcher(wanted, model, notify=lambda message: print(message, file=sys.stderr))
             self.matcher = matcher
         self.matcher.config = wanted  # match_file reads the budget from here
         return self.matcher

@@ -27,7 +27,10 @@ power mels), ``mrstft``, ``mfcc`` and ``envelope_cos``, so that these measure ti
 than loudness (real presets vary by more than 20 dB). ``magnitude_mel_l1``
 (:func:`~vitalmatch.metrics.magnitude_mel_l1`, the metric of the matching goals) is never
 level-matched: both signals are divided by the target's peak, so a wrong level, a missing reverb or
-release tail all count. Medians come with 95% bootstrap confidence
+release tail all count. With a local CLAP checkpoint (``clap``, :mod:`vitalmatch.clap`),
+``clap_similarity`` is the cosine similarity of the CLAP audio embeddings of target and render
+(higher is better; 1 for the same sound, as the model hears it); without one the report says it
+was not computed and why. Medians come with 95% bootstrap confidence
 intervals. Parameter metrics (synthetic targets only) are diagnostics: the synth has symmetries
 (two oscillators can swap, for one), so a sound can be matched with other values.
 """
@@ -35,6 +38,7 @@ intervals. Parameter metrics (synthetic targets only) are diagnostics: the synth
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vitalmatch.clap import cosine
 from vitalmatch.data.reader import DatasetReader
 from vitalmatch.data.sampling import PresetSampler, SamplerConfig
 from vitalmatch.features import FeatureConfig, log_mel
@@ -59,6 +64,11 @@ METHODS = ("model", "nn", "mean", "random", "init", "oracle")
 METRICS = ("mel_l1", "magnitude_mel_l1", "mrstft", "mfcc", "envelope_cos")
 #: Column titles of :func:`format_report`, in ``METRICS`` order.
 METRIC_TITLES = ("mel L1 (power)", "magnitude mel L1", "MR-STFT", "MFCC", "envelope cos")
+#: The CLAP metric (beside :data:`METRICS`: it needs a model, ``EvaluateConfig.clap``) and its title.
+CLAP_METRIC = "clap_similarity"
+CLAP_TITLE = "CLAP cos"
+#: Why ``clap_similarity`` is empty when no CLAP folder is given.
+CLAP_NOT_GIVEN = "not computed (no --clap DIR given)"
 _RMS_REF = 0.1  # level-matched signals are scaled to this RMS
 
 
@@ -78,6 +88,9 @@ class EvaluateConfig:
         nn_rows: training rows indexed by the nearest-neighbour baseline.
         level_match: scale both signals to the same RMS before the audio metrics (all but
             ``magnitude_mel_l1``, which is never level-matched).
+        clap: local folder of a transformers CLAP checkpoint (config.json, model.safetensors,
+            preprocessor_config.json): adds clap_similarity, the cosine of the CLAP audio
+            embeddings of target and render (not given: the report says it is not computed).
         workers: render processes.
         images: spectrogram comparisons (and the methods' ``.vital`` presets) written per target set.
         seed: random baseline and bootstrap seed.
@@ -95,6 +108,7 @@ class EvaluateConfig:
     methods: tuple[str, ...] = METHODS
     nn_rows: int = 5000
     level_match: bool = True
+    clap: Path | None = None
     workers: int = 2
     images: int = 4
     seed: int = 0
@@ -114,6 +128,9 @@ class EvaluateConfig:
             raise ValueError(f"dataset {self.data} does not exist")
         if self.presets is not None and not Path(self.presets).is_dir():
             raise ValueError(f"presets folder {self.presets} does not exist")
+        if self.clap is not None and not Path(self.clap).is_dir():
+            state = "is a file, not a folder" if Path(self.clap).exists() else "does not exist"
+            raise ValueError(f"CLAP folder {self.clap} {state}")
         if self.max_test < 0 or self.max_presets < 0 or self.workers < 1:
             raise ValueError("max_test and max_presets must be >= 0 and workers >= 1")
         if not 0 <= self.preset_note <= 127:
@@ -254,12 +271,12 @@ def evaluate(config: EvaluateConfig) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _evaluate(config, t0)
+        return _evaluate(config, t0, threads)
     finally:
         torch.set_num_threads(threads)
 
 
-def _evaluate(config: EvaluateConfig, t0: float) -> dict:
+def _evaluate(config: EvaluateConfig, t0: float, threads: int = 1) -> dict:
     out = Path(config.out)
     with DatasetReader(config.data) as reader:
         full = dataset_registry(reader)
@@ -320,6 +337,12 @@ def _evaluate(config: EvaluateConfig, t0: float) -> dict:
                 f"{config.checkpoint} expects {predictor.sample_rate} Hz audio, the dataset has {sr} Hz"
             )
 
+    clap = None
+    if config.clap is not None:  # loaded before any render: a broken folder stops the run at once
+        from vitalmatch.clap import Clap
+
+        clap = Clap(config.clap)
+
     pool_args = (full.to_json(), [e.table for e in catalog], render)
     results: list[Result] = []
     vectors: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
@@ -371,6 +394,7 @@ def _evaluate(config: EvaluateConfig, t0: float) -> dict:
             else:
                 renders[k] = r.value
                 results.append(Result(t.name, m, distances(r.value, t.audio, sr, config.level_match)))
+            results[-1].metrics[CLAP_METRIC] = float("nan")  # filled below when CLAP is given
             if bar is not None:
                 bar.update(1)
         if bar is not None:
@@ -378,7 +402,16 @@ def _evaluate(config: EvaluateConfig, t0: float) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         preset_files = _write_presets(out, targets, vectors, config, pool)
 
+    clap_info = {"computed": False, "reason": CLAP_NOT_GIVEN}
+    if clap is not None:
+        # after the pool is closed: the cores are free for the network again
+        torch.set_num_threads(threads)
+        try:
+            clap_info = _clap_scores(clap, targets, keys, results, renders, sr, config.progress)
+        finally:
+            torch.set_num_threads(1)
     report = _summarise(config, targets, results, vectors, full, learn_reg)
+    report["clap"] = clap_info
     report["seconds"] = time.perf_counter() - t0
     report["images"] = _images(out, targets, renders, config, features)
     report["presets"] = preset_files
@@ -386,6 +419,29 @@ def _evaluate(config: EvaluateConfig, t0: float) -> dict:
     (out / "results.json").write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))
     (out / "report.md").write_text(format_report(report))
     return report
+
+
+def _clap_scores(clap, targets, keys, results, renders, sample_rate: int, progress: bool) -> dict:
+    """Fill ``clap_similarity`` of each result whose render exists: the cosine of the CLAP
+    embeddings of target and render (:mod:`vitalmatch.clap`; each target embedded once). ``keys``
+    are the results' ``(target index, method)``, in order. Returns what the report says of it."""
+    t0 = time.perf_counter()
+    live = sorted({i for i, _ in renders})
+    if progress:
+        print(f"CLAP: embedding {len(live)} targets and {len(renders)} renders", file=sys.stderr, flush=True)
+    target_emb = dict(zip(live, clap.embed([targets[i].audio for i in live], sample_rate), strict=True))
+    done = [k for k in keys if k in renders]
+    render_emb = clap.embed([renders[k] for k in done], sample_rate)
+    by_key = dict(zip(keys, results, strict=True))
+    for k, e in zip(done, render_emb, strict=True):
+        by_key[k].metrics[CLAP_METRIC] = float(cosine(target_emb[k[0]], e))
+    return {
+        "computed": True,
+        "folder": str(clap.folder),
+        "dim": clap.dim,
+        "sample_rate": clap.sample_rate,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def _summarise(config, targets, results, vectors, full: ParamRegistry, learn_reg: ParamRegistry) -> dict:
@@ -407,6 +463,12 @@ def _summarise(config, targets, results, vectors, full: ParamRegistry, learn_reg
             for metric in METRICS:
                 med, lo, hi = median_ci([r.metrics[metric] for r in rows], seed=config.seed)
                 entry[metric] = {"median": med, "low": lo, "high": hi}
+            values = [r.metrics.get(CLAP_METRIC, float("nan")) for r in rows]
+            if config.clap is None:
+                entry[CLAP_METRIC] = None  # report["clap"]["reason"] says why
+            else:
+                med, lo, hi = median_ci(values, seed=config.seed)
+                entry[CLAP_METRIC] = {"median": med, "low": lo, "high": hi}
             table[m] = entry
         sets[set_name] = {"targets": len(names), "targets_failed": failed_targets, "methods": table}
     # Parameter diagnostics on synthetic targets.
@@ -521,18 +583,27 @@ def format_report(report: dict) -> str:
         f"target's peak) is never level-matched; the other columns are {lm}.",
         "",
     ]
+    clap = report.get("clap")
+    if clap is not None and clap.get("computed"):
+        lines += [
+            f"{CLAP_TITLE}: cosine similarity of the CLAP audio embeddings of target and render "
+            f"({clap['folder']}, {clap['dim']} dimensions; higher is better, 1 for the same sound).",
+            "",
+        ]
+    elif clap is not None:
+        lines += [f"{CLAP_TITLE}: {clap['reason']}.", ""]
     for set_name, s in report["sets"].items():
         title = "Synthetic test split" if set_name == "synthetic" else "Real presets"
         lines += [f"## {title} ({s['targets']} targets, {len(s['targets_failed'])} unusable)", ""]
         lines += [
-            "| method | " + " | ".join(METRIC_TITLES) + " | failed renders |",
-            "|---|" + "---|" * len(METRICS) + "---|",
+            "| method | " + " | ".join(METRIC_TITLES) + f" | {CLAP_TITLE} | failed renders |",
+            "|---|" + "---|" * (len(METRICS) + 1) + "---|",
         ]
         for m, e in s["methods"].items():
             # a results.json written before a metric existed shows "-" there
             cells = [
-                f"{e[k]['median']:.3f} [{e[k]['low']:.3f}, {e[k]['high']:.3f}]" if k in e else "-"
-                for k in METRICS
+                f"{e[k]['median']:.3f} [{e[k]['low']:.3f}, {e[k]['high']:.3f}]" if e.get(k) else "-"
+                for k in (*METRICS, CLAP_METRIC)
             ]
             lines.append(f"| {m} | " + " | ".join(cells) + f" | {e['failed']}/{e['n']} |")
         lines.append("")

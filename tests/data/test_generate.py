@@ -140,18 +140,9 @@ def test_crashing_and_hanging_workers_do_not_stop_the_run(tmp_path, monkeypatch,
         )
 
 
-def _cli(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "vitalmatch", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        **kw,
-    )
-
-
-def test_resume_after_kill_gives_the_same_dataset(tmp_path):
+def test_resume_after_kill_gives_the_same_dataset(tmp_path, capsys):
+    """The runs that are killed or interrupted are child processes (real signals); the others call
+    the CLI's ``main`` here (the same code path, without an interpreter start each)."""
     args = [
         "generate",
         "--tier",
@@ -168,7 +159,7 @@ def test_resume_after_kill_gives_the_same_dataset(tmp_path):
         *FAST_ARGS,
     ]
     ref = tmp_path / "ref.h5"
-    assert _cli(*args, "-o", str(ref)).returncode == 0
+    assert cli_in_process(capsys, *args, "-o", ref).returncode == 0
     killed = tmp_path / "killed.h5"
     proc = subprocess.Popen(
         [sys.executable, "-m", "vitalmatch", *args, "-o", str(killed)], start_new_session=True
@@ -178,12 +169,12 @@ def test_resume_after_kill_gives_the_same_dataset(tmp_path):
         done = ds.progress()["kept_presets"]
     assert 0 < done < 12, "kill came too late to test resume"
     # without --resume or --overwrite the file is refused, and left as it is
-    refused = _cli(*args, "-o", str(killed))
+    refused = cli_in_process(capsys, *args, "-o", killed)
     assert refused.returncode == 1 and "--resume" in refused.stderr and "Traceback" not in refused.stderr
     # resuming with other settings is refused
-    other = _cli(*[a if a != "5" else "6" for a in args], "-o", str(killed), "--resume")
+    other = cli_in_process(capsys, *[a if a != "5" else "6" for a in args], "-o", killed, "--resume")
     assert other.returncode == 1 and "seed" in other.stderr
-    resumed = _cli(*args, "-o", str(killed), "--resume")
+    resumed = cli_in_process(capsys, *args, "-o", killed, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     _assert_same(_arrays(killed), _arrays(ref))
 
@@ -205,7 +196,7 @@ def test_resume_after_kill_gives_the_same_dataset(tmp_path):
         progress = ds.progress()
         assert 0 < progress["kept_presets"] < 12
         assert len(ds) == progress["rows"]
-    assert _cli(*args, "-o", str(interrupted), "--resume").returncode == 0
+    assert cli_in_process(capsys, *args, "-o", interrupted, "--resume").returncode == 0
     _assert_same(_arrays(interrupted), _arrays(ref))
 
 
@@ -237,25 +228,25 @@ def _stop_when_committed(path: Path, proc: subprocess.Popen, sig: int, presets: 
         (["--split", "0.5,0.6,0.1"], "fractions"),
     ],
 )
-def test_bad_options_give_one_line_errors(tmp_path, extra, message):
-    r = _cli("generate", "-n", "2", "-o", str(tmp_path / "x.h5"), *extra)
+def test_bad_options_give_one_line_errors(tmp_path, extra, message, capsys):
+    r = cli_in_process(capsys, "generate", "-n", "2", "-o", tmp_path / "x.h5", *extra)
     assert r.returncode != 0
     assert message in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x.h5").exists()
 
 
-def test_unwritable_output(tmp_path):
+def test_unwritable_output(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    r = _cli("generate", "-n", "2", "-o", str(blocker / "x.h5"), *FAST_ARGS)
+    r = cli_in_process(capsys, "generate", "-n", "2", "-o", blocker / "x.h5", *FAST_ARGS)
     assert r.returncode == 1 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 
-def test_existing_file_is_not_touched(tmp_path):
+def test_existing_file_is_not_touched(tmp_path, capsys):
     target = tmp_path / "exists.h5"
     target.write_bytes(b"precious data")
-    r = _cli("generate", "-n", "2", "-o", str(target), *FAST_ARGS)
+    r = cli_in_process(capsys, "generate", "-n", "2", "-o", target, *FAST_ARGS)
     assert r.returncode == 1 and "--overwrite" in r.stderr
     assert target.read_bytes() == b"precious data"
 
@@ -265,14 +256,14 @@ def test_reuse_synth_is_recorded_and_resume_must_match(tmp_path):
     choice is stored, and resuming with the other choice is refused."""
     args = ["generate", "-n", "4", "--workers", "1", "--no-progress", *FAST_ARGS]
     reused, fresh = tmp_path / "reused.h5", tmp_path / "new" / "fresh.h5"  # the CLI makes new/ itself
-    assert _cli(*args, "--reuse-synth", "-o", str(reused)).returncode == 0
-    assert _cli(*args, "-o", str(fresh)).returncode == 0
+    assert run_cli(*args, "--reuse-synth", "-o", reused).returncode == 0
+    assert run_cli(*args, "-o", fresh).returncode == 0
     with DatasetReader(reused) as ds:
         assert json.loads(ds.attrs["settings_json"])["render"]["reproducible"] is False
     a, b = _arrays(reused), _arrays(fresh)
     np.testing.assert_array_equal(a["continuous"], b["continuous"])
     assert np.abs(a["audio"] - b["audio"]).max() < 0.7  # same sounds; only the onsets may differ
-    refused = _cli(*args, "-o", str(reused), "--resume")
+    refused = run_cli(*args, "-o", reused, "--resume")
     assert refused.returncode == 1 and "render" in refused.stderr
 
 

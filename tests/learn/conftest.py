@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.once import build_once
 from vitalmatch.data.generate import GenerateConfig, generate
 from vitalmatch.synth.render import RenderConfig
 
@@ -14,10 +15,10 @@ TINY = RenderConfig(sample_rate=22050, notes=(48, 72), note_duration_s=0.3, rend
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     """20 Tier-1 presets x 2 notes with stored log-mels; train/val split 50/50."""
-    path = tmp_path_factory.mktemp("learn") / "tiny.h5"
-    generate(
-        GenerateConfig(
-            output=path,
+
+    def build(folder):
+        config = GenerateConfig(
+            output=folder / "tiny.h5",
             n_presets=20,
             render=TINY,
             workers=2,
@@ -25,20 +26,27 @@ def tiny_dataset(tmp_path_factory):
             store_mels=True,
             split=(0.5, 0.5, 0.0),
         )
-    )
-    return path
+        generate(config)
+
+    return build_once(tmp_path_factory, "learn-tiny", build) / "tiny.h5"
 
 
 @pytest.fixture(scope="session")
 def tiny_audio_only(tmp_path_factory):
     """The same presets without stored log-mels (features computed from the audio)."""
-    path = tmp_path_factory.mktemp("learn") / "tiny_audio.h5"
-    generate(
-        GenerateConfig(
-            output=path, n_presets=20, render=TINY, workers=2, progress=False, split=(0.5, 0.5, 0.0)
+
+    def build(folder):
+        config = GenerateConfig(
+            output=folder / "tiny_audio.h5",
+            n_presets=20,
+            render=TINY,
+            workers=2,
+            progress=False,
+            split=(0.5, 0.5, 0.0),
         )
-    )
-    return path
+        generate(config)
+
+    return build_once(tmp_path_factory, "learn-tiny-audio", build) / "tiny_audio.h5"
 
 
 @pytest.fixture
@@ -63,6 +71,5 @@ def tiny_checkpoint(tiny_dataset, tiny_config, tmp_path_factory):
     Shared: tests that change the run work on a copy of its folder."""
     from vitalmatch.learn.train import fit
 
-    out = tmp_path_factory.mktemp("learn") / "run"
-    fit(tiny_config(tiny_dataset, out))
-    return out / "last.pt"
+    folder = build_once(tmp_path_factory, "learn-run", lambda d: fit(tiny_config(tiny_dataset, d / "run")))
+    return folder / "run" / "last.pt"

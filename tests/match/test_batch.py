@@ -45,27 +45,6 @@ def test_match_without_checkpoint_end_to_end(match_cache, sounds, tmp_path, caps
     assert sr == 44100 and wav.shape[1] == 2
 
 
-def test_batch_folder_with_a_bad_file(match_cache, sounds, tmp_path, capsys):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "good.wav").write_bytes(sounds[1].read_bytes())
-    (folder / "broken.wav").write_text("not audio at all")
-    out = tmp_path / "out"
-    r = _run(
-        [folder, "-o", out, "--max-evals", "30", "--start-set", START_SET, "--no-progress"],
-        match_cache,
-        capsys,
-    )
-    assert r.returncode == 1
-    assert "1 of 2 inputs failed" in r.stderr and "broken.wav" in r.stderr
-    assert (out / "good.vital").is_file() and not (out / "broken.vital").exists()
-    rows = (out / "summary.tsv").read_text().splitlines()
-    assert rows[0].split("\t")[:5] == ["input", "note", "init", "start", "final"]
-    assert {row.split("\t")[0] for row in rows[1:]} == {"good.wav", "broken.wav"}
-    good = next(row.split("\t") for row in rows[1:] if row.startswith("good.wav"))
-    assert float(good[4]) <= float(good[3])
-
-
 def test_ctrl_c_writes_the_best_preset_so_far(match_cache, sounds, tmp_path):
     out = tmp_path / "interrupted.vital"
     env = {**os.environ, "VITALMATCH_CACHE": str(match_cache), "PYTHONUNBUFFERED": "1"}
@@ -143,24 +122,6 @@ def test_the_render_never_replaces_the_input(match_cache, sounds, tmp_path, caps
     assert named.read_bytes() == before and not (tmp_path / "x.vital").exists()
 
 
-def test_folder_inputs_that_share_a_name_get_distinct_presets(match_cache, sounds, tmp_path, capsys):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    audio, sr = sf.read(sounds[0])
-    sf.write(folder / "a.wav", audio, sr)
-    sf.write(folder / "a.flac", audio[::-1], sr)  # another sound under the same stem
-    sf.write(folder / "b.wav", audio, sr)
-    out = tmp_path / "out"
-    r = _run(
-        [folder, "-o", out, "--no-refine", "--start-set", START_SET, "--no-progress"], match_cache, capsys
-    )
-    assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.glob("*.vital")) == ["a.flac.vital", "a.wav.vital", "b.vital"]
-    assert "wrote 3 presets" in r.stdout
-    names = {p.name: read_vital(p)["preset_name"] for p in out.glob("*.vital")}
-    assert names == {"a.wav.vital": "a.wav", "a.flac.vital": "a.flac", "b.vital": "b"}
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -184,27 +145,6 @@ def test_an_unwritable_output_is_refused_before_the_search(match_cache, sounds, 
     )
     assert r.returncode == 1 and "search:" not in r.stdout
     assert r.stderr.strip() == f"error: cannot write into {tmp_path / 'file'}: it is a file, not a folder"
-
-
-def test_a_float_file_far_above_full_scale_is_matched(match_cache, tmp_path, capsys):
-    """Peaks of 1e20 made every loss non-finite; 3e38 (near float32's limit) read as 0 ms long."""
-    sr = 44100
-    t = np.arange(sr) / sr
-    tone = np.sin(2 * np.pi * 220 * t) * np.exp(-3 * t)
-    for peak in (1e20, 3e38):
-        path = tmp_path / f"hot{peak:g}.wav"
-        sf.write(path, np.stack([tone, tone], 1) * peak, sr, subtype="FLOAT")
-        out = tmp_path / f"hot{peak:g}.vital"
-        r = _run(
-            [path, "-o", out, "--max-evals", "12", "--start-set", START_SET, "--no-progress"],
-            match_cache,
-            capsys,
-        )
-        assert r.returncode == 0, r.stderr
-        assert "MIDI 57" in r.stdout  # 220 Hz
-        m = re.search(r"magnitude mels\): init ([\d.]+), start ([\d.]+), after ([\d.]+)", r.stdout)
-        assert m and all(np.isfinite(float(x)) for x in m.groups()), r.stdout
-        assert_app_loads(out)
 
 
 def test_the_built_in_example_is_the_main_job(match_cache, tmp_path, capsys):

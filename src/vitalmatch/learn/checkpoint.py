@@ -23,6 +23,16 @@ Keys:
 
 Writes are atomic (temporary file, fsync, rename): a crash never leaves half a checkpoint.
 
+**Model files** (:func:`save_model`, ``vitalmatch export-model``) hold what prediction needs and
+nothing of training, as weights only: a ``.safetensors`` file whose tensors are the model's state
+dict (``model.<name>``, optionally float16), ``norm_mean``, ``norm_std``, ``fill_continuous`` and
+``fill_categorical``, and whose metadata header holds ``format`` (``"vitalmatch-model"``),
+``version`` and every other entry above but ``train`` as JSON text, plus ``card`` (what the model
+was trained on: data, steps, metrics). Such a file is read with ``safetensors`` (no pickle, no
+code) into the same dict a training checkpoint gives, without ``train``. :func:`load` tells the two
+apart by content (a safetensors header: 8-byte length, then ``{``), whatever the suffix; a file
+named ``.safetensors`` that is not one is refused without unpickling it.
+
 Loading checks the type (and, for tensors, the shape) of every entry above, because a file that
 loads safely can still hold anything: a wrong entry is one ``ValueError`` line, never a traceback
 later. The parameter ranges in ``registry_json`` / ``full_registry_json`` are *not* trusted to
@@ -33,6 +43,8 @@ drive the synth: prediction clamps to the live synth's own ranges
 from __future__ import annotations
 
 import dataclasses
+import json
+import lzma
 import math
 import os
 from pathlib import Path
@@ -46,6 +58,30 @@ from vitalmatch.synth.params import ParamRegistry
 
 FORMAT = "vitalmatch-checkpoint"
 VERSION = 1
+MODEL_FORMAT = "vitalmatch-model"
+MODEL_VERSION = 1
+#: Tensors of a model file besides the state dict (``model.<name>``).
+MODEL_TENSORS = ("norm_mean", "norm_std", "fill_continuous", "fill_categorical")
+#: Entries of a model file's metadata header, each JSON text.
+MODEL_METADATA = (
+    "model_config",
+    "registry_json",
+    "full_registry_json",
+    "features",
+    "input_frames",
+    "wavetables_json",
+    "render_settings",
+    "baseline",
+    "data_identity",
+    "card",
+)
+#: The wavetable catalog is stored as an xz-compressed uint8 tensor of its JSON text (a
+#: catalog with presets' custom tables is ~17 MB of text, 8 MB compressed: it would not fit the
+#: 20 MB the package allows as header text); decompression stops at :data:`_MAX_CATALOG` bytes.
+COMPRESSED = {"wavetables_json": "wavetables_json.xz"}
+_MAX_CATALOG = 400_000_000
+#: A safetensors header longer than this is not one of ours (ours are a few hundred kB).
+_MAX_HEADER = 100_000_000
 REQUIRED = (
     "model_config",
     "model",
@@ -72,10 +108,29 @@ def save(path: str | os.PathLike, payload: dict[str, Any]) -> None:
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read and check a checkpoint; ``ValueError`` (one line) if it is missing, corrupt or foreign."""
+    """Read and check a training checkpoint or a model file (told apart by content, see the module
+    docstring); ``ValueError`` (one line) if it is missing, corrupt or foreign. A model file gives
+    the same dict without ``train`` and with ``format`` :data:`MODEL_FORMAT` and ``card``."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint {path} does not exist")
+    if is_model_file(path):
+        ckpt = _load_model_file(path, map_location)
+    elif path.suffix.lower() == ".safetensors":
+        raise ValueError(f"{path} is not a safetensors model file (a .safetensors file is never unpickled)")
+    else:
+        ckpt = _load_torch(path, map_location)
+    missing = [k for k in REQUIRED if k not in ckpt]
+    if missing:
+        raise ValueError(f"{path} is incomplete: it lacks {', '.join(missing)}")
+    problem = _problem(ckpt)
+    if problem:
+        raise ValueError(f"{path} is not a valid checkpoint: {problem}")
+    return ckpt
+
+
+def _load_torch(path: Path, map_location) -> dict[str, Any]:
+    """A ``torch.save`` checkpoint read with the weights-only unpickler (format and version checked)."""
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - the weights-only unpickler raises anything on garbage
@@ -87,19 +142,155 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
         raise ValueError(
             f"{path} has checkpoint version {ckpt.get('version')}, this vitalmatch reads {VERSION}"
         )
-    missing = [k for k in REQUIRED if k not in ckpt]
-    if missing:
-        raise ValueError(f"{path} is incomplete: it lacks {', '.join(missing)}")
-    problem = _problem(ckpt)
-    if problem:
-        raise ValueError(f"{path} is not a valid checkpoint: {problem}")
     return ckpt
+
+
+def is_model_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts like a safetensors file: an 8-byte little-endian header length, then
+    ``{`` (a torch checkpoint starts with a zip or pickle signature). Only the first 9 bytes are read."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= _MAX_HEADER
+
+
+def _load_model_file(path: Path, map_location) -> dict[str, Any]:
+    """A model file's entries as a checkpoint dict (types not yet checked: :func:`load` does)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = dict(f.metadata() or {})
+            ours = meta.get("format") == MODEL_FORMAT
+            keys = list(f.keys()) if ours else []
+            tensors = {k: f.get_tensor(k) for k in keys}
+    except Exception as e:  # noqa: BLE001 - the safetensors reader raises its own error types
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path} is not a readable model file (corrupt or truncated: {first})") from None
+    if not ours:
+        raise ValueError(f"{path} is not a vitalmatch model (a safetensors file without its metadata)")
+    if meta.get("version") != str(MODEL_VERSION):
+        raise ValueError(
+            f"{path} has model file version {meta.get('version')}, this vitalmatch reads {MODEL_VERSION}"
+        )
+    ckpt: dict[str, Any] = {"format": MODEL_FORMAT, "version": MODEL_VERSION}
+    for key in MODEL_METADATA:
+        if key in meta:
+            try:
+                ckpt[key] = json.loads(meta[key])
+            except ValueError:
+                raise ValueError(f"{path} is not a valid model file: {key} is not JSON") from None
+    model = {}
+    for key, value in tensors.items():
+        if key.startswith("model."):
+            # float16 storage (--half) back to float32: the same dict a training checkpoint gives
+            model[key[len("model.") :]] = value.float() if value.dtype == torch.float16 else value
+        elif key in MODEL_TENSORS:
+            ckpt[key] = value
+        elif key in COMPRESSED.values() and value.dtype == torch.uint8 and value.ndim == 1:
+            entry = next(k for k, v in COMPRESSED.items() if v == key)
+            ckpt[entry] = _unpack_json(path, entry, value)
+        else:
+            raise ValueError(f"{path} is not a valid model file: unexpected tensor {key[:60]!r}")
+    ckpt["model"] = model
+    if "card" in ckpt and not isinstance(ckpt["card"], dict):
+        raise ValueError(f"{path} is not a valid model file: card is {_kind(ckpt['card'])}, not a dict")
+    if map_location not in ("cpu", None):
+        ckpt = {k: v.to(map_location) if isinstance(v, torch.Tensor) else v for k, v in ckpt.items()}
+        ckpt["model"] = {k: v.to(map_location) for k, v in model.items()}
+    return ckpt
+
+
+def _unpack_json(path: Path, key: str, value: torch.Tensor) -> Any:
+    """The JSON entry ``key`` from its xz-compressed uint8 tensor (:data:`COMPRESSED`)."""
+    try:
+        d = lzma.LZMADecompressor()
+        text = d.decompress(value.numpy().tobytes(), max_length=_MAX_CATALOG)
+        if not d.eof:
+            raise ValueError("truncated or too large")
+        return json.loads(text.decode("utf-8"))
+    except (lzma.LZMAError, ValueError, UnicodeDecodeError):
+        raise ValueError(f"{path} is not a valid model file: {key} is not compressed JSON") from None
+
+
+def model_card(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The card a model file gets from a checkpoint (:func:`load`): a model file's own card, or
+    for a training checkpoint its data, steps, epochs and best validation loss (``metrics``)."""
+    if isinstance(ckpt.get("card"), dict):
+        return dict(ckpt["card"])
+    train = ckpt.get("train") if isinstance(ckpt.get("train"), dict) else {}
+    config = train.get("config") if isinstance(train.get("config"), dict) else {}
+    state = train.get("state") if isinstance(train.get("state"), dict) else {}
+    best = state.get("best_val")
+    return {
+        "data": config.get("data"),
+        "arch": ckpt["model_config"].get("arch"),
+        "steps": state.get("step"),
+        "epochs": state.get("epoch"),
+        "metrics": {"best_val_loss": best if _is_number(best) else None, "best_step": state.get("best_step")},
+    }
+
+
+def save_model(
+    path: str | os.PathLike, ckpt: dict[str, Any], *, half: bool = False, card: dict | None = None
+) -> Path:
+    """Write the model file of checkpoint dict ``ckpt`` (from :func:`load`) atomically to ``path``.
+
+    Args:
+        half: store the state dict's float32 tensors as float16 (about half the size; BatchNorm
+            counters and the normalisation / fill vectors stay as they are).
+        card: JSON-able dict merged over :func:`model_card` (the lead's data, steps, metrics).
+
+    Raises:
+        ValueError: a weight does not fit float16 (with ``half``), or ``card`` is not JSON-able.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors: dict[str, torch.Tensor] = {}
+    for name, value in ckpt["model"].items():
+        t = value.detach().cpu()
+        if half and t.dtype == torch.float32:
+            t = t.half()
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"weight {name} does not fit float16; export without --half")
+        tensors[f"model.{name}"] = t.contiguous().clone()  # clone: no shared storage (safetensors)
+    for name in MODEL_TENSORS:
+        tensors[name] = ckpt[name].detach().cpu().contiguous().clone()
+    entries = {k: ckpt[k] for k in MODEL_METADATA if k in ckpt and k != "card"}
+    entries["card"] = {**model_card(ckpt), **(card or {})}
+    try:
+        meta = {k: json.dumps(v) for k, v in entries.items()}
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"the model file's entries are not plain JSON ({e})") from None
+    for key, tensor_name in COMPRESSED.items():
+        if key in meta:
+            packed = lzma.compress(meta.pop(key).encode("utf-8"), preset=6)
+            tensors[tensor_name] = torch.frombuffer(bytearray(packed), dtype=torch.uint8).clone()
+    meta.update(format=MODEL_FORMAT, version=str(MODEL_VERSION), dtype="float16" if half else "float32")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def check_resumable(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
     """``ValueError`` (one line) unless ``ckpt`` (from :func:`load`) holds a training state that
     ``train --resume`` can continue: ``train`` with ``config``, ``optimizer`` and ``state`` dicts,
     and ``weights`` ``(C,)`` (the loss weights of the predicted continuous columns)."""
+    if ckpt.get("format") == MODEL_FORMAT:
+        raise ValueError(
+            f"{path} is a model file (weights only, no training state) and cannot be resumed; "
+            "resume from the run's last.pt"
+        )
     train = ckpt.get("train")
     problem = None
     if not isinstance(train, dict):
@@ -305,8 +496,6 @@ def features(ckpt: dict[str, Any]) -> FeatureConfig:
 def wavetables(ckpt: dict[str, Any]):
     """The wavetable catalog of the training data (``WavetableCatalog``); ``ValueError`` if the
     checkpoint has none."""
-    import json
-
     from vitalmatch.synth.wavetables import WavetableCatalog
 
     text = ckpt.get("wavetables_json") or ""

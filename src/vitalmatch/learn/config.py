@@ -19,10 +19,15 @@ class TrainConfig:
     Attributes:
         data: dataset written by ``vitalmatch generate``: a file (.h5) or a sharded directory.
         out: run folder (checkpoints, metrics, TensorBoard logs).
-        arch: network: slim10 (CPU default), slim18 or resnet18 (GPUs; ImageNet weights fit).
+        arch: network: slim10 (CPU default), slim18 or resnet18 (GPUs; ImageNet weights fit), or a
+            pretrained audio encoder: ast (16 kHz fbank) or mert (24 kHz waveform).
         dropout: dropout before the heads.
-        freeze: trunk stages not trained: 0 none, 1 stem, 2 also layer1, ... 5 the whole trunk.
-        pretrained: ImageNet ResNet-18 state dict (torchvision layout, local file) for the trunk.
+        freeze: trunk stages not trained: 0 none, 1 stem, 2 also layer1, ... 5 the whole trunk;
+            ast/mert: the first N transformer layers and the patch/feature embedding.
+        pretrained: resnet18: an ImageNet state dict (torchvision layout, local file); ast/mert: a
+            folder saved with save_pretrained (config.json + model.safetensors) or a hub id (online).
+        encoder_config: ast/mert without --pretrained: a config.json whose values override the
+            default encoder config (AST-base / MERT-v1-95M sizes).
         epochs: passes over the training split (sets the learning-rate schedule).
         max_steps: stop after this many optimiser steps in all (0 = no limit; sets the schedule).
         batch_size: examples per micro-batch per process.
@@ -78,6 +83,7 @@ class TrainConfig:
     dropout: float = 0.1
     freeze: int = 0
     pretrained: str = ""
+    encoder_config: str = ""
     epochs: int = 30
     max_steps: int = 0
     batch_size: int = 32
@@ -165,9 +171,15 @@ class TrainConfig:
             raise ValueError(f"amp must be auto, bf16 or off, got {self.amp!r}")
         if self.logger not in ("tensorboard", "wandb", "none"):
             raise ValueError(f"logger must be tensorboard, wandb or none, got {self.logger!r}")
-        from vitalmatch.learn.model import ModelConfig
+        from vitalmatch.learn.model import ENCODER_ARCHS, ModelConfig
 
         ModelConfig(arch=self.arch, n_continuous=1, dropout=self.dropout, freeze=self.freeze).check()
+        if self.encoder_config and self.arch not in ENCODER_ARCHS:
+            raise ValueError(f"--encoder-config is for --arch {' or '.join(ENCODER_ARCHS)}, not {self.arch}")
+        if self.encoder_config and self.pretrained:
+            raise ValueError(
+                "--encoder-config and --pretrained exclude each other (the folder has its config)"
+            )
 
     def loss(self):
         """The :class:`~vitalmatch.learn.losses.LossConfig` of these settings."""

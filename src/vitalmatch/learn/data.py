@@ -25,6 +25,12 @@ the same features (stored log-mels when they match, else :func:`vitalmatch.featu
 the audio). Both kinds of split answer the same questions (:meth:`SplitData.batches`,
 ``epoch_batches``, ``frames``, ``head_mels``, ``targets``), so the loop, validation and the
 bundle do not care which one they hold.
+
+Encoder archs (``--arch ast|mert``, :mod:`vitalmatch.learn.encoders`) take waveforms, not
+log-mels: with ``input_rate`` set, both kinds of split hold ``wave`` ``(N, L)`` float16 mono audio
+resampled to that rate (:func:`vitalmatch.learn.encoders.resample`, soxr) in place of ``mels``, and
+batches carry ``"wave"`` instead of ``"mels"``. ``frames`` still counts the clip in log-mel
+frames (what a checkpoint's ``input_frames`` means) and ``head_mels`` gives neutral statistics.
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ _BLOCK = 512  # rows read (or featurised) at a time
 @dataclass
 class SplitData:
     """One split in memory (shapes in the module docstring); ``mels`` is a float16 numpy array,
-    possibly memory-mapped."""
+    possibly memory-mapped (for an encoder arch: the ``(N, L)`` waveforms, batched as ``key``
+    ``"wave"``, and ``clip_frames`` the clip's length in log-mel frames)."""
 
     mels: np.ndarray
     continuous: torch.Tensor
@@ -59,15 +66,17 @@ class SplitData:
     cont_mask: torch.Tensor
     cat_mask: torch.Tensor
     midi_note: torch.Tensor
+    key: str = "mels"
+    clip_frames: int = 0
 
     def __len__(self) -> int:
         return self.mels.shape[0]
 
     def batch(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Items ``rows`` as a batch dict (mels as float32)."""
+        """Items ``rows`` as a batch dict (mels, or waves, as float32)."""
         idx = np.asarray(rows, dtype=np.int64)
         return {
-            "mels": torch.from_numpy(np.asarray(self.mels[idx], dtype=np.float32)),
+            self.key: torch.from_numpy(np.asarray(self.mels[idx], dtype=np.float32)),
             "continuous": self.continuous[rows],
             "categorical": self.categorical[rows],
             "cont_mask": self.cont_mask[rows],
@@ -78,10 +87,13 @@ class SplitData:
     @property
     def frames(self) -> int:
         """Log-mel frames per example."""
-        return int(self.mels.shape[-1])
+        return self.clip_frames or int(self.mels.shape[-1])
 
     def head_mels(self, n: int) -> np.ndarray:
-        """The first ``n`` examples' log-mels ``(n, n_mels, frames)`` (for the band statistics)."""
+        """The first ``n`` examples' log-mels ``(n, n_mels, frames)`` (for the band statistics;
+        a split of waveforms has none: zeros, whose statistics the caller replaces)."""
+        if self.key != "mels":
+            return np.zeros((1, 1, 2), dtype=np.float16)
         return np.asarray(self.mels[:n])
 
     def targets(self) -> SplitData:
@@ -189,6 +201,7 @@ def load_split(
     max_rows: int | None = None,
     progress: bool = False,
     cache_dir: str | Path | None = None,
+    input_rate: int | None = None,
 ) -> SplitData:
     """Read one split of a dataset into memory (see the module docstring).
 
@@ -201,6 +214,8 @@ def load_split(
         progress: show a progress bar while reading / featurising.
         cache_dir: keep the log-mels in a memory-mapped file here (reused when the dataset file,
             split, row limit and feature settings are the same).
+        input_rate: hold mono waveforms resampled to this rate (Hz) instead of log-mels (for the
+            encoder archs; see the module docstring).
     """
     with open_reader(path) as reader:
         check_features(reader, features)
@@ -212,7 +227,13 @@ def load_split(
         n = len(rows)
         frames = features.n_frames(reader.audio_length)
         shape = (n, features.n_mels, frames)
-        cache = _cache_path(cache_dir, path, split, max_rows, features) if cache_dir is not None else None
+        if input_rate is not None:
+            shape = (n, _wave_length(reader.audio_length, reader.sample_rate, input_rate))
+        cache = (
+            _cache_path(cache_dir, path, split, max_rows, features, input_rate)
+            if cache_dir is not None
+            else None
+        )
         have_mels = False
         if cache is not None and cache.exists():
             mels = np.load(cache, mmap_mode="r")
@@ -229,12 +250,14 @@ def load_split(
         cmask = np.empty((n, len(ci)), dtype=bool)
         kmask = np.empty((n, len(ki)), dtype=bool)
         notes = np.empty(n, dtype=np.int64)
-        use_stored = stored_mels_match(reader, features)
+        use_stored = stored_mels_match(reader, features) and input_rate is None
         bar = None
         if progress:
             from tqdm import tqdm
 
             what = "reading" if have_mels or use_stored else "computing log-mels"
+            if input_rate is not None and not have_mels:
+                what = f"resampling to {input_rate} Hz"
             bar = tqdm(total=n, desc=f"{split}: {what}", unit="clip", leave=False)
         for start in range(0, n, _BLOCK):
             sel = rows[start : start + _BLOCK]
@@ -245,7 +268,12 @@ def load_split(
             cmask[start:stop], kmask[start:stop] = m_c[:, ci], m_k[:, ki]
             notes[start:stop] = reader.metadata("midi_note", sel)
             if not have_mels:
-                block = reader.log_mel(sel) if use_stored else log_mel(reader.audio(sel), features).numpy()
+                if input_rate is not None:
+                    block = _waves(reader.audio(sel), reader.sample_rate, input_rate, shape[1])
+                elif use_stored:
+                    block = reader.log_mel(sel)
+                else:
+                    block = log_mel(reader.audio(sel), features).numpy()
                 mels[start:stop] = block.astype(np.float16)
             if bar is not None:
                 bar.update(len(sel))
@@ -263,19 +291,38 @@ def load_split(
         torch.from_numpy(cmask),
         torch.from_numpy(kmask),
         torch.from_numpy(notes),
+        key="mels" if input_rate is None else "wave",
+        clip_frames=frames if input_rate is not None else 0,
     )
 
 
-def _cache_path(cache_dir, path, split: str, max_rows, features: FeatureConfig) -> Path:
+def _wave_length(samples: int, rate_in: int, rate_out: int) -> int:
+    """Samples of a ``samples``-long clip at ``rate_in`` once resampled to ``rate_out`` (soxr's)."""
+    return -(-samples * rate_out // rate_in)
+
+
+def _waves(audio: np.ndarray, rate_in: int, rate_out: int, length: int) -> np.ndarray:
+    """``(B, channels, T)`` audio -> ``(B, length)`` float32 mono at ``rate_out`` (cut / padded to
+    ``length``, so every block has the split's shape)."""
+    from vitalmatch.learn.encoders import resample
+
+    w = resample(audio, rate_in, rate_out)
+    out = np.zeros((w.shape[0], length), dtype=np.float32)
+    out[:, : min(length, w.shape[1])] = w[:, :length]
+    return out
+
+
+def _cache_path(cache_dir, path, split: str, max_rows, features: FeatureConfig, input_rate=None) -> Path:
     """Cache file name: a hash of the dataset's identity (path, size, mtime of the file or of every
     file in a sharded directory) and the request."""
     files = sorted(Path(path).rglob("*")) if Path(path).is_dir() else [Path(path)]
     stamps = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
-    key = json.dumps(
-        [str(Path(path).resolve()), stamps, split, max_rows, asdict(features)],
-        sort_keys=True,
-    )
-    return Path(cache_dir) / f"mels-{split}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy"
+    request = [str(Path(path).resolve()), stamps, split, max_rows, asdict(features)]
+    if input_rate is not None:
+        request.append({"wave_rate": input_rate})
+    key = json.dumps(request, sort_keys=True)
+    kind = "mels" if input_rate is None else f"wave{input_rate}"
+    return Path(cache_dir) / f"{kind}-{split}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npy"
 
 
 def importance_weights(path: str | Path, registry: ParamRegistry) -> tuple[np.ndarray, bool]:
@@ -384,6 +431,8 @@ class StreamingSplit:
         shuffle_rows: rows per window (shuffled together).
         workers: DataLoader worker processes (0: read in this process).
         block_rows: file rows per block, rounded up to whole audio chunks.
+        input_rate: yield ``"wave"`` mono waveforms at this rate (Hz) instead of log-mels
+            (encoder archs).
     """
 
     def __init__(
@@ -397,6 +446,7 @@ class StreamingSplit:
         shuffle_rows: int = 2048,
         workers: int = 2,
         block_rows: int = BLOCK_ROWS,
+        input_rate: int | None = None,
     ) -> None:
         if shuffle_rows < 1 or workers < 0:
             raise ValueError(f"shuffle_rows must be >= 1 and workers >= 0, got {shuffle_rows}, {workers}")
@@ -409,7 +459,11 @@ class StreamingSplit:
             rows = reader.split_indices(split)
             self.rows = rows[:max_rows] if max_rows is not None else rows
             self._frames = features.n_frames(reader.audio_length)
-            self.use_stored = stored_mels_match(reader, features)
+            self.use_stored = stored_mels_match(reader, features) and input_rate is None
+            self.input_rate, self.rate_in = input_rate, reader.sample_rate
+            self.key = "mels" if input_rate is None else "wave"
+            if input_rate is not None:
+                self.wave_length = _wave_length(reader.audio_length, reader.sample_rate, input_rate)
             starts, chunk = _layout(reader)
         block = chunk * max(1, -(-block_rows // chunk))
         self._starts = starts
@@ -525,7 +579,10 @@ class StreamingSplit:
 
     # -- small reads (bundle, baseline) -------------------------------------------------------
     def head_mels(self, n: int) -> np.ndarray:
-        """The first ``n`` examples' float16 log-mels ``(n, n_mels, frames)`` (band statistics)."""
+        """The first ``n`` examples' float16 log-mels ``(n, n_mels, frames)`` (band statistics;
+        zeros for a split of waveforms, as :meth:`SplitData.head_mels`)."""
+        if self.input_rate is not None:
+            return np.zeros((1, 1, 2), dtype=np.float16)
         with open_reader(self.path) as reader:
             return self.read(reader, self.rows[:n])["mels"]
 
@@ -570,7 +627,12 @@ class StreamingSplit:
                 "midi_note": reader.metadata("midi_note", slice(lo, hi))[take].astype(np.int64),
                 "row": sel,
             }
-            if mels:
+            if mels and self.input_rate is not None:
+                block = _waves(
+                    reader.audio(slice(lo, hi))[take], self.rate_in, self.input_rate, self.wave_length
+                )
+                part["wave"] = block.astype(np.float16)
+            elif mels:
                 if self.use_stored:
                     block = reader.log_mel(slice(lo, hi))[take]
                 else:
@@ -629,7 +691,9 @@ def _empty(split: StreamingSplit, mels: bool) -> dict[str, np.ndarray]:
         "midi_note": np.zeros(0, np.int64),
         "row": np.zeros(0, np.int64),
     }
-    if mels:
+    if mels and split.input_rate is not None:
+        out["wave"] = np.zeros((0, split.wave_length), np.float16)
+    elif mels:
         out["mels"] = np.zeros((0, split.features.n_mels, split.frames), np.float16)
     return out
 
@@ -638,7 +702,7 @@ def _as_tensors(window: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(v) for k, v in window.items()}
 
 
-_BATCH_KEYS = ("mels", "continuous", "categorical", "cont_mask", "cat_mask", "row")
+_BATCH_KEYS = ("continuous", "categorical", "cont_mask", "cat_mask", "row")
 
 
 def _rebatch(
@@ -651,8 +715,9 @@ def _rebatch(
         for w in windows:
             if limit is not None and done >= limit:
                 return
-            w = {k: w[k] for k in _BATCH_KEYS}
-            pool = w if carry is None else {k: torch.cat([carry[k], w[k]]) for k in _BATCH_KEYS}
+            keys = (*(k for k in ("mels", "wave") if k in w), *_BATCH_KEYS)
+            w = {k: w[k] for k in keys}
+            pool = w if carry is None else {k: torch.cat([carry[k], w[k]]) for k in keys}
             n, start = len(pool["row"]), 0
             while n - start >= batch_size and (limit is None or done < limit):
                 yield _finish({k: v[start : start + batch_size] for k, v in pool.items()})
@@ -668,5 +733,7 @@ def _rebatch(
 
 
 def _finish(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    batch["mels"] = batch["mels"].float()
+    for k in ("mels", "wave"):
+        if k in batch:
+            batch[k] = batch[k].float()
     return batch

@@ -98,9 +98,14 @@ class Predictor:
 
     @torch.no_grad()
     def predict_mels(self, mels: torch.Tensor) -> list[Prediction]:
-        """Predictions for un-normalised log-mels ``(B, n_mels, frames)``."""
-        x = normalise(mels.to(self.device).float(), self._mean, self._std)
-        out = self.model(x.unsqueeze(1))
+        """Predictions for un-normalised log-mels ``(B, n_mels, frames)`` (an ast / mert
+        checkpoint: waveforms ``(B, L)`` at ``self.model.input_rate``)."""
+        if self.model.input_rate is not None:  # issue 20: pretrained encoders take the waveform
+            x = mels.to(self.device).float()
+            out = self.model(x)
+        else:
+            x = normalise(mels.to(self.device).float(), self._mean, self._std)
+            out = self.model(x.unsqueeze(1))
         cont = out["continuous"].float().cpu().numpy()
         probs = [torch.softmax(lk.float(), dim=1).cpu().numpy() for lk in out["categorical"]]
         result = []
@@ -129,8 +134,63 @@ class Predictor:
         x = np.zeros(self.input_samples, dtype=np.float32)
         a = a[: self.input_samples]
         x[: len(a)] = a
+        if self.model.input_rate is not None:  # issue 20: ast / mert, resampled as in training
+            from vitalmatch.learn.encoders import resample
+
+            wave = resample(x[None], self.sample_rate, self.model.input_rate)
+            return self.predict_mels(torch.from_numpy(wave))[0]
         mels = log_mel(x, self.features)
         return self.predict_mels(mels[None])[0]
+
+    def predict_candidates(
+        self, samples: np.ndarray, sample_rate: int | None = None, k: int = 8, seed: int = 0
+    ) -> list[Prediction]:
+        """Up to ``k`` different predictions for one mono clip ``(T,)`` (as :meth:`predict_audio`),
+        the starts a search can choose from.
+
+        The first is :meth:`predict_audio`'s (deterministic). The others are Monte-Carlo dropout
+        passes (Gal & Ghahramani 2016: the network's dropout layers on, BatchNorm and the rest in
+        eval mode) whose categoricals are drawn from their predicted probabilities (temperature 1)
+        instead of taking the argmax. The draws are seeded by ``seed`` (the global torch and numpy
+        random states are left as they were), so the same clip, ``k`` and ``seed`` give the same
+        set. An exact repeat of an earlier candidate is drawn again, at most ``2 * k`` passes in
+        all, so fewer than ``k`` come back only when the network is that certain (or has no
+        dropout and no uncertain categorical).
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        first = self.predict_audio(samples, sample_rate)
+        out = [first]
+        if k == 1:
+            return out
+        dropouts = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+        rng = np.random.default_rng(seed)
+        seen = {_key(first)}
+        devices = [self.device] if self.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                torch.manual_seed(seed)
+                for m in dropouts:
+                    m.train()
+                for _ in range(2 * k):
+                    p = self.predict_audio(samples, sample_rate)
+                    for j, s in zip(self._ki, self.registry.categorical, strict=True):
+                        probs = np.asarray(p.probabilities[s.name], np.float64)
+                        p.categorical[j] = int(rng.choice(len(probs), p=probs / probs.sum()))
+                    if _key(p) not in seen:
+                        seen.add(_key(p))
+                        out.append(p)
+                        if len(out) == k:
+                            break
+        finally:
+            for m in dropouts:
+                m.eval()
+        return out
+
+
+def _key(p: Prediction) -> bytes:
+    """A prediction's vectors as bytes (to spot exact repeats)."""
+    return np.asarray(p.continuous, np.float32).tobytes() + np.asarray(p.categorical, np.int32).tobytes()
 
 
 def check_layout(checkpoint_registry: ParamRegistry, live: ParamRegistry) -> None:

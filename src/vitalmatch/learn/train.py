@@ -27,6 +27,12 @@ blocks in a seeded order, shuffled in windows, read by DataLoader workers), also
 (the resumed epoch skips the rows already used). The two orders differ, so a run keeps its mode
 (``--stream on|off`` pins it; ``auto`` decides from the split's size and the budget).
 
+Pretrained encoders (``--arch ast|mert``, :mod:`vitalmatch.learn.encoders`): the splits hold
+mono waveforms resampled to the encoder's rate (16 / 24 kHz) instead of log-mels, augmented with
+gain and noise on the samples; the encoder's transformers config goes into ``model_config``
+(``encoder``), from ``--pretrained`` (a ``save_pretrained`` folder or a hub id, weights loaded
+into the trunk), ``--encoder-config`` (a config.json over the defaults) or the defaults.
+
 Several GPUs: start with ``torchrun --nproc_per_node N -m vitalmatch train ...``; each process
 takes every N-th example of the epoch's permutation, gradients are averaged by
 DistributedDataParallel (NCCL on GPUs, gloo on CPUs), validation sums are all-reduced, and only
@@ -69,7 +75,7 @@ from vitalmatch.learn.data import (
 from vitalmatch.learn.inputs import as_input, augment, autocast
 from vitalmatch.learn.logger import Logger
 from vitalmatch.learn.losses import parameter_loss
-from vitalmatch.learn.model import ParamNet, load_imagenet_weights
+from vitalmatch.learn.model import ENCODER_ARCHS, ParamNet, load_imagenet_weights
 from vitalmatch.learn.payload import Bundle, TrainState, bundle_from, make_bundle, training_payload
 from vitalmatch.learn.validate import TERMS, evaluate_split, mean_baseline
 
@@ -378,7 +384,13 @@ def _setup(config: TrainConfig, *, resume: bool, overwrite: bool) -> _Run:
         raise ValueError(f"{out} already holds a training run; use --resume to continue it or --overwrite")
     if not Path(config.data).exists():
         raise ValueError(f"dataset {config.data} does not exist")
-    pretrained = resuming.load_pretrained(config.pretrained) if config.pretrained and ckpt is None else None
+    encoder_values: dict[str, Any] = {}
+    pretrained = None
+    input_rate = ENCODER_ARCHS.get(config.arch)  # None: log-mels; else the encoder's waveforms
+    if input_rate is not None and ckpt is None:
+        encoder_values, pretrained = _encoder_start(config)
+    elif config.pretrained and ckpt is None:
+        pretrained = resuming.load_pretrained(config.pretrained)
 
     ddp, device = distributed.init(config.device)
     if config.threads:
@@ -415,10 +427,18 @@ def _setup(config: TrainConfig, *, resume: bool, overwrite: bool) -> _Run:
                 max_rows=rows,
                 shuffle_rows=config.shuffle_rows,
                 workers=config.loader_workers,
+                input_rate=input_rate,
             )
         else:
             splits[split] = load_split(
-                config.data, split, reg, features, max_rows=rows, progress=show, cache_dir=cache
+                config.data,
+                split,
+                reg,
+                features,
+                max_rows=rows,
+                progress=show,
+                cache_dir=cache,
+                input_rate=input_rate,
             )
     train, val = splits["train"], splits["val"]
     if ckpt is not None:
@@ -429,6 +449,12 @@ def _setup(config: TrainConfig, *, resume: bool, overwrite: bool) -> _Run:
     else:
         bundle = make_bundle(config, train, reg, features)
         bundle.baseline = mean_baseline(train.targets(), val.targets(), reg)
+        if input_rate is not None:
+            # The encoder normalises its own input: neutral log-mel statistics (the checkpoint
+            # format keeps them), and the encoder's config so that the checkpoint rebuilds it.
+            bundle.norm_mean = torch.zeros(features.n_mels)
+            bundle.norm_std = torch.ones(features.n_mels)
+            bundle.model_config.encoder = encoder_values
 
     model, optimizer, params = _model_and_optimizer(config, bundle, pretrained, device)
     state = TrainState()
@@ -488,7 +514,10 @@ def _model_and_optimizer(
     """The network on ``device`` (from ``pretrained`` weights where given), AdamW over its trained
     parameters (no weight decay on biases and norms), and those parameters."""
     model = ParamNet(bundle.model_config)
-    if pretrained is not None:
+    if pretrained is not None and model.encoder is not None:
+        model.encoder.load_backbone(pretrained)
+        model.apply_freeze()
+    elif pretrained is not None:
         load_imagenet_weights(model, pretrained)
         model.apply_freeze()
     model.to(device)
@@ -502,6 +531,17 @@ def _model_and_optimizer(
         lr=config.lr,
     )
     return model, optimizer, params
+
+
+def _encoder_start(config: TrainConfig) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+    """A new ast / mert run's encoder: ``(config dict, pretrained state dict or None)`` from
+    ``--pretrained``, else ``--encoder-config`` over the defaults, else the defaults."""
+    from vitalmatch.learn import encoders
+
+    if config.pretrained:
+        return encoders.load_pretrained(config.arch, config.pretrained)
+    values = encoders.read_config_file(config.encoder_config) if config.encoder_config else {}
+    return encoders.config_dict(encoders.encoder_config(config.arch, values)), None
 
 
 def _restore(model: ParamNet, optimizer: torch.optim.Optimizer, ckpt: dict[str, Any], last: Path) -> None:

@@ -19,10 +19,9 @@ from typing import Any
 import torch
 
 from vitalmatch.learn import distributed
-from vitalmatch.learn.augment import normalise
 from vitalmatch.learn.config import TrainConfig
 from vitalmatch.learn.data import SplitData, StreamingSplit
-from vitalmatch.learn.inputs import as_input, autocast
+from vitalmatch.learn.inputs import as_input, autocast, prepare
 from vitalmatch.learn.losses import parameter_loss
 from vitalmatch.learn.payload import Bundle
 from vitalmatch.synth.params import ParamRegistry
@@ -62,7 +61,7 @@ def evaluate_split(
     weights = bundle.weights.to(device)
     for part in data.batches(ddp.rank, ddp.world, batch_size):  # preloaded or streamed (learn.data)
         batch = {key: v.to(device) for key, v in part.items()}
-        x = normalise(batch["mels"], bundle.norm_mean.to(device), bundle.norm_std.to(device))
+        x = prepare(batch, bundle)  # normalised log-mels, or an encoder arch's waveforms
         with autocast(config, device):
             out = model(as_input(x, config))
         terms = parameter_loss(out, batch, weights, config.loss())

@@ -185,6 +185,7 @@ def match_batch(
     config: MatchConfig,
     checkpoint: str | os.PathLike | None = None,
     *,
+    no_model: bool = False,
     name: str | None = None,
     author: str = "vitalmatch",
     progress: bool = False,
@@ -198,7 +199,9 @@ def match_batch(
 
     Args:
         config: the match settings (checked here, before the synth workers start).
-        checkpoint: a training run's ``best.pt`` (None: starting set and init preset only).
+        checkpoint: a model file or a training run's ``best.pt`` (None: the default model, if
+            one is installed: :func:`vitalmatch.learn.default_model.resolve`).
+        no_model: use no network (the starting set and the init preset only).
         name: the preset name of a single input (default: its stem); several inputs are named by
             their output's stem.
         author: the presets' author.
@@ -216,13 +219,13 @@ def match_batch(
         :class:`BatchReport`; ``summary.tsv`` is written for more than one input.
 
     Raises:
-        ValueError: bad settings or a missing checkpoint.
+        ValueError: bad settings, a missing checkpoint, or both a checkpoint and ``no_model``.
         vitalmatch.audio.AudioError: the only input is not usable audio.
     """
     from vitalmatch.audio import AudioError, load_audio
+    from vitalmatch.learn.default_model import resolve
 
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise ValueError(f"checkpoint {checkpoint} does not exist")
+    checkpoint = resolve(checkpoint, no_model)
     config.check()
     check_backend(backend, address)
     single = len(batch.inputs) == 1

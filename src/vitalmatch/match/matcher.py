@@ -14,8 +14,10 @@ Steps (:meth:`Matcher.match_file`):
 2. starting candidates: the init preset, the ``start_candidates`` nearest presets of the built-in
    starting set (whole-synth presets: :class:`~vitalmatch.match.start_set.StartSet`), the
    ``library_candidates`` nearest presets of the user's preset libraries (``library``:
-   :class:`~vitalmatch.match.library.Library`), and with a checkpoint the network's prediction;
-   all are rendered at the target's note and the one with the lowest loss is the start;
+   :class:`~vitalmatch.match.library.Library`), and with a model (a model file or checkpoint)
+   the network's ``model_candidates`` predictions (the plain one, then MC-dropout draws:
+   :meth:`~vitalmatch.learn.predict.Predictor.predict_candidates`); all are rendered at the
+   target's note and the one with the lowest loss is the start;
 3. pitch: the best candidates are also tried an octave below and above the detected note (and a
    semitone either way when the detection is unsure); the note the loss prefers is kept
    (measured on 143 sounds of known note: the detector is an octave off for 34% of Vital presets,
@@ -84,7 +86,10 @@ class MatchConfig:
         start_candidates: nearest neighbours of the starting set scored at the target's note.
         start_set_size: presets in the built-in starting set (0: no starting set, only init).
         start_from: ``"best"`` (the candidate with the lowest search loss), or only ``"init"``,
-            ``"neighbour"`` (nearest presets of the starting set) or ``"prediction"`` (the network).
+            ``"neighbour"`` (nearest presets of the starting set) or ``"prediction"`` (the network's
+            candidates, the best of them).
+        model_candidates: starts from the network when a model is used: its prediction, then
+            MC-dropout passes with sampled categoricals (seeded by ``seed``); 1 = the prediction only.
         envelope_weight: weight of the loudness-contour term of the search loss.
         match_level: score candidates at their best output level and set ``volume`` to it
             (:attr:`vitalmatch.search.SearchTarget.match_level`).
@@ -115,6 +120,7 @@ class MatchConfig:
     seed: int = 0
     library: tuple[str, ...] = ()
     library_candidates: int = 8
+    model_candidates: int = 8
     pitch_search: bool = True
     structure: bool = True
 
@@ -124,6 +130,8 @@ class MatchConfig:
         check_tier(self.tier)
         if self.library_candidates < 0:
             raise ValueError(f"--library-candidates must be >= 0, got {self.library_candidates}")
+        if not 1 <= self.model_candidates <= 256:
+            raise ValueError(f"--model-candidates must be in 1..256, got {self.model_candidates}")
         if not 0 < self.budget_s <= MAX_BUDGET_S:
             raise ValueError(
                 f"--budget-s must be a number of seconds in (0, {MAX_BUDGET_S:g}], got {self.budget_s}"
@@ -173,7 +181,7 @@ class MatchResult:
         preset: the Vital preset dict (as the synth wrote it, with name/author/comments).
         continuous, categorical: its full normalised vectors.
         start: the chosen starting candidate's name (``"init"``, ``"prediction"``,
-            ``"start set #12 (random-t1-0000012@60)"``).
+            ``"prediction #3"``, ``"start set #12 (random-t1-0000012@60)"``).
         distance_init, distance_start, distance: full-quality distances to the input by the
             metric (:func:`vitalmatch.metrics.magnitude_mel_l1`) of the init preset (at the note
             played), the start, and the result.
@@ -239,10 +247,15 @@ class Matcher:
 
     Args:
         config: match settings.
-        checkpoint: a training run's ``best.pt`` / ``last.pt`` (None: start set and init only).
+        checkpoint: a model file (``.safetensors``) or a training run's ``best.pt`` / ``last.pt``
+            (None: start set and init only; :func:`vitalmatch.learn.default_model.resolve` picks
+            the default). It must fit the live synth (``ValueError`` otherwise), except the default
+            model (:func:`~vitalmatch.learn.default_model.is_default`): that one is then left out
+            with a one-line warning (``notify``, else :func:`warnings.warn`) and
+            :attr:`model_warning` says why.
         progress: show the starting set's build progress bar (stderr), if it is built now.
         notify: called with a one-line message when the starting set is built now (see
-            :func:`~vitalmatch.match.start_set.ensure_start_set`).
+            :func:`~vitalmatch.match.start_set.ensure_start_set`) or the default model is left out.
     """
 
     def __init__(
@@ -264,12 +277,27 @@ class Matcher:
         self.show_progress = progress
         torch.set_num_threads(1)  # the workers have the cores
         self.predictor = None
+        self.model_warning: str | None = None
         ckpt_catalog = None
         if checkpoint is not None:
+            from vitalmatch.learn.default_model import is_default
             from vitalmatch.learn.predict import Predictor
 
-            self.predictor = Predictor(checkpoint)
-            ckpt_catalog = self.predictor.wavetables()
+            try:
+                predictor = Predictor(checkpoint)
+                predictor.synth_registry()  # check_layout: its parameters are the live synth's
+                ckpt_catalog = predictor.wavetables()
+                self.predictor = predictor
+            except ValueError as e:
+                if not is_default(checkpoint):
+                    raise
+                self.model_warning = f"warning: the default model is not used ({e}); matching without it"
+                if notify is not None:
+                    notify(self.model_warning)
+                else:
+                    import warnings
+
+                    warnings.warn(self.model_warning, stacklevel=2)
         self.starts = ensure_start_set(
             config.start_set_size, workers=config.workers, progress=progress, notify=notify
         )
@@ -484,10 +512,16 @@ class Matcher:
                         )
                     )
         if self.predictor is not None and start is None:
-            pred = self.predictor.predict_audio(target, cfg.sample_rate)
-            candidates.append(
-                Candidate("prediction", pred.continuous, pred.categorical, probabilities=pred.probabilities)
-            )
+            preds = self.predictor.predict_candidates(target, cfg.sample_rate, cfg.model_candidates, cfg.seed)
+            for i, pred in enumerate(preds):
+                candidates.append(
+                    Candidate(
+                        "prediction" if i == 0 else f"prediction #{i + 1}",
+                        pred.continuous,
+                        pred.categorical,
+                        probabilities=pred.probabilities,
+                    )
+                )
         interrupted = False
         try:
             self._score(candidates, search_target)

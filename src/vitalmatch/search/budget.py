@@ -122,7 +122,9 @@ class Search:
         """Score from now on by ``objective``. Losses of two objectives are not comparable: the
         points found under the other one (the best and the elites) are evaluated again, and
         merged with the points this objective already knew (kept from when it was left, with
-        their losses), so a switch back never loses a better point."""
+        their losses), so a switch back never loses a better point. A re-scored point worse
+        than every point this objective knew (for the metric: worse than the start) is dropped,
+        so the elites stay the bests found."""
         if objective == self.target.objective or self.budget.spent():
             return  # (a spent budget cannot re-score: the search ends on the objective it is on)
         self._left[self.target.objective] = (self.best, list(self.elites))
@@ -139,7 +141,11 @@ class Search:
             scored = [(float(losses[j]), *points[j]) for j in range(len(points)) if np.isfinite(losses[j])]
             if self.best is not None:  # the best new point at the gain it was scored at
                 scored = [e for e in scored if e[0] != self.best[0]] + [self.best]
-        merged = sorted(scored + known_elites + ([known_best] if known_best else []), key=lambda e: -e[0])
+        known = known_elites + ([known_best] if known_best else [])
+        if known:  # a point of the other objective that this one scores worse than all it knew
+            ceiling = max(e[0] for e in known)  # (the start, for the metric) is no elite
+            scored = [e for e in scored if e[0] <= ceiling]
+        merged = sorted(scored + known, key=lambda e: -e[0])
         unique: list = []
         for e in merged:  # worst first, best last; the same point once
             if not any(e is u for u in unique):
