@@ -137,22 +137,12 @@ def _targets(batch: int, n_cont: int, sizes: list[int], device: torch.device, g:
     }
 
 
-def bench_model(
-    arch: str,
-    n_cont: int,
-    sizes: list[int],
-    batch: int,
-    shape: tuple[int, int],
-    warmup: int,
-    steps: int,
-    device: torch.device,
+def _step_rates(
+    model, x: torch.Tensor, tgt: dict, n_cont: int, batch: int, warmup: int, steps: int, device
 ) -> dict:
-    """Training-step and inference samples/s of one arch on ``device`` (the loop of ``train.fit``:
-    AdamW with decay / no-decay groups, clipping at 1.0, the loss read back every step)."""
-    torch.manual_seed(0)
-    g = torch.Generator().manual_seed(0)
-    model = ParamNet(ModelConfig(arch=arch, n_continuous=n_cont, categorical_sizes=list(sizes)))
-    model = model.to(device).to(memory_format=torch.channels_last)
+    """Training-step and inference samples/s of ``model`` on input ``x`` (the loop of
+    ``train.fit``: AdamW with decay / no-decay groups, clipping at 1.0, the loss read back every
+    step)."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         [
@@ -161,8 +151,6 @@ def bench_model(
         ],
         lr=1e-4,
     )
-    x = torch.randn(batch, 1, *shape, generator=g).to(device).contiguous(memory_format=torch.channels_last)
-    tgt = _targets(batch, n_cont, sizes, device, g)
     weights = torch.ones(n_cont, device=device)
     loss_config = LossConfig()
 
@@ -191,6 +179,26 @@ def bench_model(
     }
 
 
+def bench_model(
+    arch: str,
+    n_cont: int,
+    sizes: list[int],
+    batch: int,
+    shape: tuple[int, int],
+    warmup: int,
+    steps: int,
+    device: torch.device,
+) -> dict:
+    """Training-step and inference samples/s of one arch on ``device`` (:func:`_step_rates`)."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    model = ParamNet(ModelConfig(arch=arch, n_continuous=n_cont, categorical_sizes=list(sizes)))
+    model = model.to(device).to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 1, *shape, generator=g).to(device).contiguous(memory_format=torch.channels_last)
+    tgt = _targets(batch, n_cont, sizes, device, g)
+    return _step_rates(model, x, tgt, n_cont, batch, warmup, steps, device)
+
+
 def bench_encoder(
     arch: str,
     size: str,
@@ -203,50 +211,16 @@ def bench_encoder(
 ) -> dict:
     """Training-step and inference samples/s of a pretrained-encoder arch (random weights of the
     ``size`` config of :data:`ENCODER_SIZES`) on ``batch`` waveforms of :data:`CLIP_SECONDS` at the
-    encoder's rate: the loop of ``train.fit`` as in :func:`bench_model`."""
+    encoder's rate (:func:`_step_rates`, as for :func:`bench_model`)."""
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     config = ModelConfig(arch=arch, n_continuous=n_cont, categorical_sizes=list(sizes),
                          encoder=ENCODER_SIZES[size][arch])  # fmt: skip
     model = ParamNet(config).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for p in params if p.ndim > 1], "weight_decay": 0.01},
-            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
-        ],
-        lr=1e-4,
-    )
     x = (0.1 * torch.randn(batch, int(CLIP_SECONDS * ENCODER_ARCHS[arch]), generator=g)).to(device)
     tgt = _targets(batch, n_cont, sizes, device, g)
-    weights = torch.ones(n_cont, device=device)
-    loss_config = LossConfig()
-
-    def train_step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with _autocast(device):
-            out = model(x)
-        terms = parameter_loss(out, tgt, weights, loss_config)
-        terms["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        float(terms["loss"].detach())
-
-    def infer_step() -> None:
-        with torch.inference_mode(), _autocast(device):
-            model(x)
-
-    model.train()
-    train = _rate(batch, _timed(train_step, warmup, steps, device))
-    model.eval()
-    infer = _rate(batch, _timed(infer_step, warmup, steps, device))
-    return {
-        "train": train,
-        "inference": infer,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "batch": batch,
-        "input_samples": int(x.shape[1]),
-    }
+    rates = _step_rates(model, x, tgt, n_cont, batch, warmup, steps, device)
+    return {**rates, "batch": batch, "input_samples": int(x.shape[1])}
 
 
 # ------------------------------------------------------------------------------------ data
