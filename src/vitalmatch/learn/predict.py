@@ -126,6 +126,11 @@ class Predictor:
     def predict_audio(self, samples: np.ndarray, sample_rate: int | None = None) -> Prediction:
         """Prediction for one mono clip ``(T,)`` (cropped / padded) at ``sample_rate`` Hz, resampled
         to :attr:`sample_rate` first where they differ (None: already at :attr:`sample_rate`)."""
+        return self.predict_mels(self._network_input(samples, sample_rate))[0]
+
+    def _network_input(self, samples: np.ndarray, sample_rate: int | None) -> torch.Tensor:
+        """What :meth:`predict_mels` takes for one clip: log-mels ``(1, n_mels, frames)``, or for
+        ast / mert the waveform ``(1, L)`` at the encoder's rate."""
         a = np.asarray(samples, dtype=np.float32).reshape(-1)
         if sample_rate is not None and sample_rate != self.sample_rate:
             import soxr
@@ -137,10 +142,8 @@ class Predictor:
         if self.model.input_rate is not None:  # issue 20: ast / mert, resampled as in training
             from vitalmatch.learn.encoders import resample
 
-            wave = resample(x[None], self.sample_rate, self.model.input_rate)
-            return self.predict_mels(torch.from_numpy(wave))[0]
-        mels = log_mel(x, self.features)
-        return self.predict_mels(mels[None])[0]
+            return torch.from_numpy(resample(x[None], self.sample_rate, self.model.input_rate))
+        return log_mel(x, self.features)[None]
 
     def predict_candidates(
         self, samples: np.ndarray, sample_rate: int | None = None, k: int = 8, seed: int = 0
@@ -159,7 +162,8 @@ class Predictor:
         """
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        first = self.predict_audio(samples, sample_rate)
+        x = self._network_input(samples, sample_rate)  # once: only the network's passes differ
+        first = self.predict_mels(x)[0]
         out = [first]
         if k == 1:
             return out
@@ -173,7 +177,7 @@ class Predictor:
                 for m in dropouts:
                     m.train()
                 for _ in range(2 * k):
-                    p = self.predict_audio(samples, sample_rate)
+                    p = self.predict_mels(x)[0]
                     for j, s in zip(self._ki, self.registry.categorical, strict=True):
                         probs = np.asarray(p.probabilities[s.name], np.float64)
                         p.categorical[j] = int(rng.choice(len(probs), p=probs / probs.sum()))
