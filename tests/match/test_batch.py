@@ -23,13 +23,19 @@ from vitalmatch.synth.export import read_vital
 
 
 def test_match_without_checkpoint_end_to_end(match_cache, sounds, tmp_path, capsys):
-    out = tmp_path / "match.vital"
-    r = _run(
-        [sounds[0], "-o", out, "--budget-s", "6", "--start-set", START_SET, "--wav", "--no-progress"],
-        match_cache,
-        capsys,
-    )
+    """``match sound0.wav -o sound0.vital --wav --overwrite``: the preset, and its render beside it
+    as ``sound0.match.wav``, never over the input (which used to be overwritten by the render; one
+    run, one Matcher start-up, checks both)."""
+    src = tmp_path / "sound0.wav"
+    src.write_bytes(sounds[0].read_bytes())
+    input_bytes = src.read_bytes()
+    out = tmp_path / "sound0.vital"
+    args = ["-o", out, "--budget-s", "6", "--start-set", START_SET, "--wav", "--overwrite", "--no-progress"]
+    r = _run([src, *args], match_cache, capsys)
     assert r.returncode == 0, r.stderr
+    assert src.read_bytes() == input_bytes  # the render never replaces the input
+    assert render_wav_path(out) == tmp_path / "sound0.match.wav"
+    assert f"wrote {tmp_path / 'sound0.match.wav'}" in r.stdout
     m = re.search(r"magnitude mels\): init ([\d.]+), start ([\d.]+), after ([\d.]+)", r.stdout)
     assert m, r.stdout
     init, before, after = map(float, m.groups())
@@ -100,17 +106,11 @@ def test_bad_input_gives_one_line(match_cache, tmp_path, make, message, capsys):
     assert not (tmp_path / "o.vital").exists()
 
 
-def test_the_render_never_replaces_the_input(match_cache, sounds, tmp_path, capsys):
-    """``match s.wav -o s.vital --wav --overwrite`` used to write the render over s.wav."""
-    src = tmp_path / "s.wav"
-    src.write_bytes(sounds[0].read_bytes())
-    before = src.read_bytes()
-    args = ["-o", tmp_path / "s.vital", "--wav", "--overwrite", "--no-refine", "--start-set", START_SET]
-    r = _run([src, *args, "--no-progress"], match_cache, capsys)
-    assert r.returncode == 0, r.stderr
-    assert src.read_bytes() == before
-    assert (tmp_path / "s.match.wav").is_file() and f"wrote {tmp_path / 's.match.wav'}" in r.stdout
-    # An output that is the input, by any spelling, is refused before any work, even with --overwrite.
+def test_an_output_that_is_the_input_is_refused(match_cache, sounds, tmp_path, capsys):
+    """An output that is the input, by any spelling, is refused before any work, even with
+    ``--overwrite`` (that the render of a normal run never replaces its input is checked by
+    :func:`test_match_without_checkpoint_end_to_end`)."""
+    before = sounds[0].read_bytes()
     named = tmp_path / "x.match.wav"
     named.write_bytes(before)
     r = _run(
@@ -151,7 +151,7 @@ def test_the_built_in_example_is_the_main_job(match_cache, tmp_path, capsys):
     """``vitalmatch match --example pad -o pad.vital``: the README's first command, no audio needed."""
     out = tmp_path / "pad.vital"
     r = _run(
-        ["--example", "pad", "-o", out, "--max-evals", "12", "--start-set", START_SET, "--no-progress"],
+        ["--example", "pad", "-o", out, "--max-evals", "4", "--start-set", START_SET, "--no-progress"],
         match_cache,
         capsys,
     )

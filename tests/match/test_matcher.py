@@ -28,11 +28,14 @@ def test_matcher_with_a_checkpoint_uses_the_prediction_unless_given_a_start(
     assert "prediction" in result.candidates and np.isfinite(result.candidates["prediction"])
     at_note = [c for c in result.candidates if " at note " in c]  # the octaves of the best two
     predicted = [c for c in result.candidates if c.startswith("prediction") and " at note " not in c]
-    assert 2 <= len(predicted) <= MatchConfig().model_candidates  # the network's top K (repeats dropped)
-    assert len(result.candidates) - len(at_note) == 1 + 6 + len(predicted)  # init, start set, network
-    assert 1 <= len(at_note) <= 8  # octaves, and semitones when the detector is unsure
+    # a 5-s budget scores what a share of it affords (plan_starts), the network's first
+    neighbours = [c for c in result.candidates if c.startswith("start set") and " at note " not in c]
+    assert 1 <= len(predicted) <= MatchConfig().model_candidates  # the network's top K (repeats dropped)
+    assert len(neighbours) <= 6
+    assert len(result.candidates) - len(at_note) == 1 + len(neighbours) + len(predicted)
+    assert len(at_note) <= 8  # octaves, and semitones when the detector is unsure
     assert result.distance <= result.distance_start and result.distance <= result.distance_init
-    assert result.seconds < 5 + 10 * pace  # the budget plus analysis and the final renders
+    assert result.seconds < 5 + 2 * pace  # the budget (final renders included) plus the analysis
     assert result.render.shape == (2, int(np.float32(result.render_s) * 44100))
 
     assert set(from_given.candidates) == {"init", "given"}

@@ -131,7 +131,10 @@ def test_budgets_are_respected(registry, setup):
 
 def test_a_crashing_candidate_does_not_stop_the_search(registry, catalog, setup, monkeypatch):
     _, cont, cat, target = setup
-    monkeypatch.setenv(CRASH_EVERY_ENV, "6")  # workers inherit it: every 6th render of a worker segfaults
+    # workers inherit it: every 10th render of a worker segfaults. Each crash costs a worker start
+    # (spawn and synth, ~1.5-3 s), so 40 evaluations give 3-4 crashes, not the 6-7 of every
+    # 6th; at least 3 whatever the split: the two live workers hold at most 9 renders each.
+    monkeypatch.setenv(CRASH_EVERY_ENV, "10")
     tables = [e.table for e in catalog]
     with WorkerPool(
         2, initializer=init_worker, initargs=(registry.to_json(), tables, SR), task_timeout_s=20

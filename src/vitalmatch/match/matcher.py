@@ -11,7 +11,8 @@ Steps (:meth:`Matcher.match_file`):
    (:func:`vitalmatch.audio.prepare`); the match is played at that note, held that long, for the
    clip's length (0.25-10 s); analyse what the sound shows (:func:`vitalmatch.analysis.analyse`:
    a tail, tremolo, vibrato, noise, width, a cutoff sweep) for the structure phase;
-2. starting candidates: the init preset, the ``start_candidates`` nearest presets of the built-in
+2. starting candidates (below a 30-s budget only as many as fit a share of it, the network's
+   first: :func:`plan_starts`): the init preset, the ``start_candidates`` nearest presets of the built-in
    starting set (whole-synth presets: :class:`~vitalmatch.match.start_set.StartSet`), the
    ``library_candidates`` nearest presets of the user's preset libraries (``library``:
    :class:`~vitalmatch.match.library.Library`), and with a model (a model file or checkpoint)
@@ -47,6 +48,7 @@ import numpy as np
 
 from vitalmatch.match.start_set import check_start_set_size, ensure_start_set
 from vitalmatch.search import (
+    ELITES,
     Budget,
     RefineConfig,
     Refinement,
@@ -61,6 +63,112 @@ from vitalmatch.synth.render import PresetExtras
 
 #: Longest search budget accepted (a day); past it, a budget is a typo or ``inf``.
 MAX_BUDGET_S = 86_400.0
+#: Budgets (seconds) from which every starting candidate is scored as configured and every
+#: runner-up of the search is re-rendered at the end (:func:`plan_starts`).
+FULL_BUDGET_S = 30.0
+#: Share of a shorter budget that scoring the starting candidates (the pitch trials included)
+#: may use (:func:`plan_starts`).
+START_SHARE = 0.5
+#: Seconds per worker to score one starting candidate before any was measured: a full load
+#: (``load_json``: ~0.15 s, almost all of it the synth computing the candidate's wavetables) plus
+#: the render and its loss (~0.09 s per second of audio); quiet 2-core machine,
+#: ``benchmarks/start_cost.py``. The matcher replaces it with a running measurement.
+LOAD_S, RENDER_S_PER_S = 0.15, 0.09
+#: Seconds per worker of one final full-quality render before any was measured (a fresh synth,
+#: a full load, a 1-s settle, the render at 44.1 kHz, the metrics in the parent): ``FINAL_S`` plus
+#: ``RENDER_S_PER_S`` per second of the clip.
+FINAL_S = 0.2
+
+
+@dataclass(frozen=True)
+class StartPlan:
+    """How many starting candidates of each source a match scores (:func:`plan_starts`).
+
+    Attributes:
+        neighbours, library, model: nearest start-set presets, nearest library presets, network
+            candidates scored (the init preset is always scored too).
+        shifts: semitone shifts of the pitch trials (the best candidates at ``note + shift``).
+        pitch_best: best candidates re-scored at each shift.
+        rounds: batches of ``workers`` evaluations the plan takes (init, candidates, pitch trials).
+    """
+
+    neighbours: int
+    library: int
+    model: int
+    shifts: tuple[int, ...]
+    pitch_best: int
+    rounds: int
+
+
+def plan_starts(
+    budget_s: float,
+    round_s: float,
+    workers: int,
+    *,
+    neighbours: int,
+    library: int = 0,
+    model: int = 0,
+    shifts: tuple[int, ...] = (-12, 12),
+) -> StartPlan:
+    """Which starting candidates fit a budget: a pure rule, so a short match keeps time to search.
+
+    From :data:`FULL_BUDGET_S` on, everything asked for is scored (``neighbours``, ``library``,
+    ``model`` candidates, the best two at every shift). Below it, scoring may take
+    :data:`START_SHARE` of ``budget_s``: ``rounds = floor(share * budget_s / round_s)`` batches
+    (at least one), a batch being one evaluation per worker taking ``round_s`` seconds. The pitch
+    trials come first (the best ``min(2, workers)`` candidates at each shift, one batch per note:
+    the detector is an octave off for a third of Vital presets): the octaves (the first two
+    shifts), then the semitones, each pair only while a batch is left for the candidates. The
+    other slots (``rounds * workers``, less one for the init preset) go to the sources in turn,
+    with a model ``model, model, neighbour, model, library`` (the network's top candidates were
+    closer than the nearest start-set presets on every benchmark set: docs/model.md), without one
+    ``neighbour, library``; a source asked for fewer gives its turns to the others.
+
+    Args:
+        budget_s: the match's budget (seconds).
+        round_s: seconds one batch of starting candidates takes (a full load and a render per
+            worker; measured, or :data:`LOAD_S` + :data:`RENDER_S_PER_S` per second of audio).
+        workers: render processes.
+        neighbours, library, model: candidates asked for per source (0: none).
+        shifts: the pitch trials asked for (empty: none).
+    """
+    if budget_s >= FULL_BUDGET_S:
+        best = 2 if shifts else 0
+        n = 1 + neighbours + library + model
+        return StartPlan(
+            neighbours,
+            library,
+            model,
+            tuple(shifts),
+            best,
+            -(-n // workers) + len(shifts) * -(-best // workers),
+        )
+    rounds = max(1, int(START_SHARE * budget_s / max(round_s, 1e-6)))
+    best = min(2, workers)
+    kept: list[int] = []
+    for pair in (tuple(shifts[:2]), tuple(shifts[2:])):
+        if pair and rounds - len(kept) - len(pair) >= 1:
+            kept += pair
+    slots = (rounds - len(kept)) * workers - 1
+    asked = {"neighbour": neighbours, "library": library, "model": model}
+    got = dict.fromkeys(asked, 0)
+    turns = ("model", "model", "neighbour", "model", "library") if model else ("neighbour", "library")
+    while slots > 0 and any(got[k] < asked[k] for k in asked):
+        for source in [*turns, *(k for k in asked if k not in turns)]:
+            if slots > 0 and got[source] < asked[source]:
+                got[source] += 1
+                slots -= 1
+    return StartPlan(got["neighbour"], got["library"], got["model"], tuple(kept), best if kept else 0, rounds)
+
+
+def finish_elites(budget_s: float, points: int, workers: int, elites: int) -> int:
+    """Runner-ups of the search to re-render at full quality with ``points`` other final renders
+    (init, start, result, the init preset at the detected note): all ``elites`` from
+    :data:`FULL_BUDGET_S` on, below it only as many as fill the last batch of ``workers``
+    renders (the renders then take no extra batch)."""
+    if budget_s >= FULL_BUDGET_S:
+        return elites
+    return min(elites, -(-points // workers) * workers - points)
 
 
 @dataclass(frozen=True)
@@ -72,8 +180,11 @@ class MatchConfig:
             2 (every parameter: effects, filter 2, osc 3, noise, envelopes, LFOs; the structure
             phase adds modules and routings and the search tunes their amounts) or 3 (also the
             amounts of every connection a start brings, e.g. a library preset's matrix).
-        budget_s: seconds for choosing the start and refining (the final render and export
-            come after, ~1 s).
+        budget_s: seconds for choosing the start, refining and the final full-quality renders
+            (their estimated time is kept back from the search); the audio analysis before and
+            the export after are not counted (~0.1-0.3 s). Below :data:`FULL_BUDGET_S` the
+            starting candidates get :data:`START_SHARE` of it (:func:`plan_starts`) and fewer of
+            the search's runner-ups are re-rendered (:func:`finish_elites`).
         max_evals: evaluations at most (None: only the time budget).
         refine: False: keep the best starting candidate (no search).
         workers: render processes.
@@ -340,8 +451,12 @@ class Matcher:
             task_timeout_s=30.0,
         )
         self._init_vectors = self._init_preset()
+        self._speed: dict[str, float] = {}  # measured / prior seconds per batch (_round_s)
         # Pay start-up costs here, not inside a sound's budget: pYIN's first call compiles (numba,
-        # ~3 s) and each worker starts and loads its synth (~3-6 s on 2 cores).
+        # ~3 s), each worker starts and loads its synth (~3-6 s on 2 cores), the search's first
+        # import of ``cma`` (~0.5 s).
+        import cma  # noqa: F401
+
         from vitalmatch.audio import estimate_pitch
 
         t = np.arange(config.sample_rate // 2) / config.sample_rate
@@ -351,6 +466,21 @@ class Matcher:
             "warm-up", tone[: config.search_sample_rate // 4], config.search_sample_rate, 57, 0.1
         )
         evaluate_batch(self.pool, [self._init_vectors] * config.workers, warm)
+        # then a batch of each kind a match sends, twice (the first pays first-call costs), the
+        # second timed for the first match's plan (:meth:`_round_s`): starting candidates (a full
+        # load each) at a 0.5-s target, final renders of a 1-s clip
+        half = dataclasses.replace(warm, key="warm-up 0.5 s", audio=tone)
+        init = (*self._init_vectors, None)
+        for point in (
+            init,
+            self._from_start_set(0) if self.starts is not None and len(self.starts) else init,
+        ):
+            self._speed = {}
+            self._score([Candidate("warm-up", *point)] * config.workers, half)
+            t = time.perf_counter()
+            task = (*point[:2], 57, 0.5, 1.0, config.sample_rate, point[2])
+            list(self.pool.map(final_task, [task] * config.workers))
+            self._measured("final", FINAL_S + RENDER_S_PER_S, time.perf_counter() - t, config.workers)
 
     # -- pieces -------------------------------------------------------------------------------
     def _init_preset(self) -> tuple[np.ndarray, np.ndarray]:
@@ -468,9 +598,21 @@ class Matcher:
 
         cfg = self.config
         t0 = time.perf_counter()
-        budget = Budget(cfg.budget_s, cfg.max_evals, start=t0)
         target = np.asarray(target, np.float32).reshape(-1)
         render_s = len(target) / cfg.sample_rate
+        # the final full-quality renders are inside the budget: their estimated time is kept back
+        search_s = min(render_s, cfg.search_max_s)
+        start_round = self._round_s("start", LOAD_S + RENDER_S_PER_S * search_s)
+        final_round = self._round_s("final", FINAL_S + RENDER_S_PER_S * render_s)
+        plan = self._plan(start_round, pitch_confidence if start is None else 1.0)
+        base = 4 if plan.shifts and start is None else 3  # init, start, result (, init at the detected note)
+        n_final = base + finish_elites(cfg.budget_s, base, cfg.workers, ELITES - 1)
+        reserve = min(0.5 * cfg.budget_s, -(-n_final // cfg.workers) * final_round)
+        budget = Budget(cfg.budget_s - reserve, cfg.max_evals, start=t0)
+        # estimates for the search's first batches: its structure and discrete changes reload
+        # as the starting candidates do; its CMA-ES steps only render
+        budget.costs["change"] = start_round
+        budget.costs["step"] = self._round_s("start", RENDER_S_PER_S * search_s)
         search_audio = soxr.resample(target, cfg.sample_rate, cfg.search_sample_rate).astype(np.float32)
         search_audio = search_audio[: int(cfg.search_max_s * cfg.search_sample_rate)]
         key = hashlib.sha1(search_audio.tobytes() + f"{note}:{note_s}".encode()).hexdigest()
@@ -486,7 +628,7 @@ class Matcher:
         analysed = stereo if stereo is not None and np.ndim(stereo) == 2 else target
         findings = analyse(analysed, cfg.sample_rate, float(note_s), int(note))
 
-        # 1. starting candidates, scored at the target's note
+        # 1. starting candidates, scored at the target's note, as many as the budget affords
         candidates = [Candidate("init", *self._init_vectors)]
         if start is not None:
             given = (np.asarray(start[0], np.float32).copy(), np.asarray(start[1], np.int32).copy())
@@ -494,15 +636,11 @@ class Matcher:
             candidates.append(Candidate("given", *given, extras))
         else:
             if self.starts is not None:
-                for row in self.starts.nearest(
-                    search_audio, cfg.search_sample_rate, note, cfg.start_candidates
-                ):
+                for row in self.starts.nearest(search_audio, cfg.search_sample_rate, note, plan.neighbours):
                     label = f"start set #{row} ({self.starts.names[row]}@{self.starts.notes[row]})"
                     candidates.append(Candidate(label, *self._from_start_set(row)))
-            if self.library is not None:
-                for entry in self.library.nearest(
-                    search_audio, cfg.search_sample_rate, note, cfg.library_candidates
-                ):
+            if self.library is not None and plan.library:
+                for entry in self.library.nearest(search_audio, cfg.search_sample_rate, note, plan.library):
                     candidates.append(
                         Candidate(
                             f"library: {entry.name} ({entry.file})",
@@ -511,8 +649,8 @@ class Matcher:
                             entry.extras,
                         )
                     )
-        if self.predictor is not None and start is None:
-            preds = self.predictor.predict_candidates(target, cfg.sample_rate, cfg.model_candidates, cfg.seed)
+        if self.predictor is not None and start is None and plan.model:
+            preds = self.predictor.predict_candidates(target, cfg.sample_rate, plan.model, cfg.seed)
             for i, pred in enumerate(preds):
                 candidates.append(
                     Candidate(
@@ -523,10 +661,26 @@ class Matcher:
                     )
                 )
         interrupted = False
+        # a short budget scores in the plan's order, a few batches at a time, and stops at its
+        # share (the plan's estimate of a batch can be off: presets differ in cost, so does the load)
+        short = cfg.refine and cfg.budget_s < FULL_BUDGET_S and start is None
+        share_end = t0 + START_SHARE * cfg.budget_s if short else math.inf
+        prior = LOAD_S + RENDER_S_PER_S * search_s
+        if short:
+            candidates = _in_turns(candidates, self.predictor is not None)
+        step = 2 * cfg.workers if short else max(1, len(candidates))
+        scored = 0
         try:
-            self._score(candidates, search_target)
+            while scored < len(candidates):
+                pitch_s = len(plan.shifts) * self._round_s("start", prior)
+                if scored and time.perf_counter() + pitch_s + self._round_s("start", prior) > share_end:
+                    break
+                self._score(candidates[scored : scored + step], search_target)
+                scored += step
         except KeyboardInterrupt:
             interrupted = True
+        if not interrupted:
+            candidates = candidates[:scored]
         budget.evals += len(candidates)
         if start is not None:
             prefix = "given"
@@ -538,12 +692,16 @@ class Matcher:
 
         # 2. pitch: the best candidates an octave either way (and a semitone when unsure)
         detected = int(note)
-        if cfg.pitch_search and not interrupted and start is None:
-            shifts = [-12, 12] + ([-1, 1] if pitch_confidence is not None and pitch_confidence < 0.5 else [])
-            best_two = sorted((c for c in eligible if math.isfinite(c.loss)), key=lambda c: c.loss)[:2]
+        shifts: list[int] = []
+        for pair in (plan.shifts[:2], plan.shifts[2:]):  # the octaves, then the semitones, while time is left
+            n_notes = len(shifts) + len(pair)
+            if pair and time.perf_counter() + (n_notes - 1) * self._round_s("start", prior) <= share_end:
+                shifts += pair
+        if shifts and not interrupted and start is None:
+            best_two = sorted((c for c in eligible if math.isfinite(c.loss)), key=lambda c: c.loss)
             trials = [
                 dataclasses.replace(c, name=f"{c.name} at note {note + d}", note=note + d, loss=math.nan)
-                for c in best_two
+                for c in best_two[: plan.pitch_best]
                 for d in shifts
                 if 0 <= note + d <= 127
             ]
@@ -600,11 +758,46 @@ class Matcher:
             comments=comments,
         )
 
+    def _plan(self, round_s: float, pitch_confidence: float | None) -> StartPlan:
+        """The starting candidates of this match (:func:`plan_starts`): all of them without a
+        search or from :data:`FULL_BUDGET_S` on; below, only from the sources ``start_from`` can
+        choose, as many as :data:`START_SHARE` of the budget affords."""
+        cfg = self.config
+        unsure = pitch_confidence is not None and pitch_confidence < 0.5
+        shifts = ((-12, 12) + ((-1, 1) if unsure else ())) if cfg.pitch_search else ()
+        asked = {
+            "neighbours": cfg.start_candidates if self.starts is not None else 0,
+            "library": cfg.library_candidates if self.library is not None else 0,
+            "model": cfg.model_candidates if self.predictor is not None else 0,
+        }
+        budget_s = cfg.budget_s if cfg.refine else FULL_BUDGET_S
+        if budget_s < FULL_BUDGET_S:  # a candidate start_from cannot choose is not worth its time
+            keep = {"neighbour": "neighbours", "prediction": "model", "init": ""}.get(cfg.start_from)
+            if keep is not None:
+                asked = {k: (v if k == keep else 0) for k, v in asked.items()}
+        return plan_starts(budget_s, round_s, cfg.workers, shifts=shifts, **asked)
+
+    def _round_s(self, kind: str, prior: float) -> float:
+        """Seconds one batch of ``kind`` (``"start"``: starting candidates, ``"final"``: final
+        renders) takes: ``prior`` times the running ratio of measured to prior times."""
+        return prior * self._speed.get(kind, 1.0)
+
+    def _measured(self, kind: str, prior: float, seconds: float, n: int) -> None:
+        """Fold a batch of ``n`` tasks that took ``seconds`` into the running ratio of ``kind``."""
+        if n <= 0 or prior <= 0:
+            return
+        ratio = seconds / (-(-n // self.config.workers) * prior)
+        old = self._speed.get(kind)
+        self._speed[kind] = ratio if old is None else 0.5 * (old + ratio)
+
     def _score(self, candidates: list[Candidate], target: SearchTarget) -> None:
         """Set each candidate's loss (and move its volume to the level it was scored at)."""
+        t = time.perf_counter()
         losses, gains, _ = evaluate_batch(
             self.pool, [(c.continuous, c.categorical, c.extras) for c in candidates], target
         )
+        search_s = len(target.audio) / target.sample_rate
+        self._measured("start", LOAD_S + RENDER_S_PER_S * search_s, time.perf_counter() - t, len(candidates))
         for c, loss, gain in zip(candidates, losses, gains, strict=True):
             c.loss = float(loss)
             if gain:  # scored at another output level: move the candidate's volume there
@@ -640,10 +833,31 @@ class Matcher:
             (chosen.continuous, chosen.categorical, chosen.extras),
             best,
         ]
+        # the init preset at the detected note (the metric's reference) joins the same batch
+        ref_task = (
+            [(*self._init_vectors, detected, float(note_s), float(render_s), cfg.sample_rate, None)]
+            if detected != note
+            else []
+        )
         if refinement is not None:
-            points += [(c, k, x) for c, k, _, x in refinement.elites[1:]]
+            base = len(points) + len(ref_task)
+            n_elites = finish_elites(cfg.budget_s, base, cfg.workers, len(refinement.elites) - 1)
+            points += [(c, k, x) for c, k, _, x in refinement.elites[1 : 1 + n_elites]]
         tasks = [(c, k, int(note), float(note_s), float(render_s), cfg.sample_rate, x) for c, k, x in points]
-        finals = list(self.pool.map(final_task, tasks))
+        # a point met twice (the result is often the start itself at short budgets) renders once:
+        # full-quality renders are reproducible
+        unique: list[int] = []
+        for i, p in enumerate(points):
+            if not any(_same_point(p, points[j]) for j in unique):
+                unique.append(i)
+        t = time.perf_counter()
+        done = list(self.pool.map(final_task, [tasks[i] for i in unique] + ref_task))
+        ref = done[len(unique)] if ref_task else None
+        by_point = {i: done[n] for n, i in enumerate(unique)}
+        finals = [
+            by_point[i] if i in by_point else by_point[next(j for j in unique if _same_point(p, points[j]))]
+            for i, p in enumerate(points)
+        ]
         if not finals[1].ok:
             raise RuntimeError(f"the starting preset could not be rendered: {finals[1].error}")
 
@@ -668,13 +882,11 @@ class Matcher:
         if keep is None:
             raise RuntimeError("every candidate, the init preset too, rendered silent at this note")
         init_dist = dist[0]
-        if detected != note:  # the metric's reference is the init preset at the note played
-            (ref,) = self.pool.map(
-                final_task,
-                [(*self._init_vectors, detected, float(note_s), float(render_s), cfg.sample_rate, None)],
-            )
-            if ref.ok:
-                init_dist = min(init_dist, float(magnitude_mel_l1(mono(ref), target, cfg.sample_rate)))
+        if ref is not None and ref.ok:  # the metric's reference is the init preset at the note played
+            init_dist = min(init_dist, float(magnitude_mel_l1(mono(ref), target, cfg.sample_rate)))
+        self._measured(
+            "final", FINAL_S + RENDER_S_PER_S * render_s, time.perf_counter() - t, len(unique) + len(ref_task)
+        )
         audio, text = finals[keep].value
         cont, cat, extras = points[keep]
         preset = json.loads(text)
@@ -706,6 +918,31 @@ class Matcher:
             detected_note=detected,
             findings=findings,
         )
+
+
+def _in_turns(candidates: list[Candidate], model: bool) -> list[Candidate]:
+    """``candidates`` (the init preset first, then by source) reordered as :func:`plan_starts`
+    gives its turns: the init preset, then with a model ``model, model, neighbour, model,
+    library`` in turn, without ``neighbour, library``, each source's own order kept."""
+    sources = {"model": "prediction", "neighbour": "start set", "library": "library"}
+    queues = {k: [c for c in candidates[1:] if c.name.startswith(v)] for k, v in sources.items()}
+    turns = ("model", "model", "neighbour", "model", "library") if model else ("neighbour", "library")
+    out = candidates[:1]
+    while any(queues.values()):
+        for source in [*turns, *(k for k in queues if k not in turns)]:
+            if queues[source]:
+                out.append(queues[source].pop(0))
+    rest = [c for c in candidates if not any(c is o for o in out)]  # (a source not listed above)
+    return out + rest
+
+
+def _same_point(a: tuple, b: tuple) -> bool:
+    """Whether two points ``(continuous, categorical, extras)`` are the same preset."""
+    return (
+        np.array_equal(a[0], b[0])
+        and np.array_equal(a[1], b[1])
+        and (a[2] if a[2] is not None else PresetExtras()) == (b[2] if b[2] is not None else PresetExtras())
+    )
 
 
 def _stereo_clip(path, offset_s: float, seconds: float, sample_rate: int) -> np.ndarray | None:

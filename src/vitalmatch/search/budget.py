@@ -39,6 +39,11 @@ class Budget:
         self.deadline = self.t0 + seconds
         self.max_evals = max_evals
         self.evals = 0
+        #: Seconds per batch round (one evaluation per worker) by kind of batch: ``"step"``
+        #: (CMA-ES points: controls set through handles), ``"change"`` (structure and discrete
+        #: changes, re-scores: often a full reload). Measured by :meth:`Search.run`; a caller may
+        #: seed an estimate (the matcher seeds ``"change"`` with its starting candidates' time).
+        self.costs: dict[str, float] = {}
 
     @property
     def elapsed(self) -> float:
@@ -53,6 +58,25 @@ class Budget:
     def evals_left(self) -> int:
         """Evaluations left (a large number without ``max_evals``)."""
         return 1 << 30 if self.max_evals is None else max(0, self.max_evals - self.evals)
+
+    def record(self, kind: str, n: int, seconds: float, workers: int) -> None:
+        """Fold a batch of ``n`` evaluations of ``kind`` that took ``seconds`` on ``workers``
+        into the running estimate of :attr:`costs` (mean of the last estimate and this one)."""
+        if n <= 0:
+            return
+        per_round = seconds / -(-n // max(1, workers))
+        old = self.costs.get(kind)
+        self.costs[kind] = per_round if old is None else 0.5 * (old + per_round)
+
+    def fits(self, kind: str, n: int, workers: int) -> int:
+        """How many of ``n`` evaluations of ``kind`` to send so that the batch ends by the
+        deadline, or at most one round after it: ``workers`` times the whole rounds left by the
+        estimate of :attr:`costs` (at least one round; all ``n`` while ``kind`` is unmeasured)."""
+        per_round = self.costs.get(kind)
+        if per_round is None or per_round <= 0:
+            return n
+        rounds = max(1, int(self.remaining_s / per_round))
+        return min(n, rounds * max(1, workers))
 
     def spent(self) -> str | None:
         """``"budget"`` (time) or ``"evals"`` once either is used up, else None."""
@@ -134,10 +158,11 @@ class Search:
             [(self.best[1], self.best[2], self.best[3])] if self.best else []
         )
         points = points[: self.budget.evals_left()]  # best first: an evaluation budget cuts the rest
+        points = points[: self.fits(len(points), "change")]  # and so does a short time budget
         self.best, self.elites, self.worst = None, [], 0.0
         scored: list[tuple[float, np.ndarray, np.ndarray, PresetExtras]] = []
         if points:
-            losses = self.run(points, record=False)
+            losses = self.run(points, record=False, kind="change")
             scored = [(float(losses[j]), *points[j]) for j in range(len(points)) if np.isfinite(losses[j])]
             if self.best is not None:  # the best new point at the gain it was scored at
                 scored = [e for e in scored if e[0] != self.best[0]] + [self.best]
@@ -153,13 +178,25 @@ class Search:
         self.elites = unique[-ELITES:]
         self.best = self.elites[-1] if self.elites else None
 
-    def run(self, candidates: list[tuple], record: bool = True) -> np.ndarray:
+    @property
+    def workers(self) -> int:
+        """The pool's worker processes (evaluations per round)."""
+        return max(1, int(getattr(self.pool, "workers", 1)))
+
+    def fits(self, n: int, kind: str = "step") -> int:
+        """How many of ``n`` evaluations of ``kind`` fit the time left (:meth:`Budget.fits`)."""
+        return self.budget.fits(kind, n, self.workers)
+
+    def run(self, candidates: list[tuple], record: bool = True, kind: str = "step") -> np.ndarray:
         """Evaluate points ``(continuous, categorical[, extras])``, update the best, and return
-        losses ``(n,)`` with failures replaced by a penalty worse than any loss seen."""
+        losses ``(n,)`` with failures replaced by a penalty worse than any loss seen. The batch's
+        time goes into the budget's estimate for ``kind`` (:meth:`Budget.record`)."""
         points = [
             (c[0], c[1], c[2] if len(c) > 2 and c[2] is not None else PresetExtras()) for c in candidates
         ]
+        t = time.perf_counter()
         losses, gains, failed = evaluate_batch(self.pool, points, self.target)
+        self.budget.record(kind, len(points), time.perf_counter() - t, self.workers)
         self.budget.evals += len(points)
         self.failures += failed
         finite = losses[np.isfinite(losses)]

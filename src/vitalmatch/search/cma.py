@@ -138,6 +138,7 @@ def cma_phase(
         if es.stop():
             return "converged"
         n = min(es.popsize, search.budget.evals_left(), (evals_until or 1 << 30) - search.budget.evals)
+        n = search.fits(n)  # near the deadline a part of the generation (not told: it may still find a best)
         xs = es.ask()
         candidates = []
         for x in xs[:n]:

@@ -141,10 +141,13 @@ def discrete_phase(
             for p in discrete_candidates(reg, cont, cat, config, probabilities, rng, extras)
             if (p[0], p[2], p[3]) not in tried
         ][: search.budget.evals_left()]
+        proposals = proposals[: search.fits(len(proposals), "change")]  # the batch ends by the deadline
         if not proposals:
             return None
         tried.update((kind, j, v) for kind, _, j, v in proposals)
-        losses = search.run([(*with_change(cont, cat, kind, j, v), extras) for kind, _, j, v in proposals])
+        losses = search.run(
+            [(*with_change(cont, cat, kind, j, v), extras) for kind, _, j, v in proposals], kind="change"
+        )
         helped: dict[tuple[str, int], int] = {}  # parameter -> index of its best helping proposal
         for i, (kind, _, j, _) in enumerate(proposals):
             if losses[i] < 0.99 * best_loss and (
@@ -158,7 +161,7 @@ def discrete_phase(
             c, k = cont, cat
             for i in helped.values():
                 c, k = with_change(c, k, proposals[i][0], proposals[i][2], proposals[i][3])
-            if search.run([(c, k, extras)])[0] < losses[kept[0]]:
+            if search.run([(c, k, extras)], kind="change")[0] < losses[kept[0]]:
                 kept = list(helped.values())
         for i in kept:
             kind, name, col, value = proposals[i]

@@ -98,50 +98,58 @@ SILENT_PEAK = 1e-4
 SILENCE_PENALTY = 100.0
 
 
-def _pool(x, hop_s: float, block_s: float):
-    """Average ``(..., frames)`` over blocks of ``block_s`` (frames ``hop_s`` apart)."""
-    import torch
-
-    k = max(1, int(round(block_s / hop_s)))
-    if x.shape[-1] < k:
-        return x.mean(dim=-1, keepdim=True)
-    return torch.nn.functional.avg_pool1d(x.reshape(-1, 1, x.shape[-1]), k, k, ceil_mode=True).reshape(
-        *x.shape[:-1], -1
-    )
-
-
-def search_features(audio: np.ndarray, sample_rate: int, objective: str = "fine", peak: float = 1.0) -> list:
-    """Features :func:`search_loss` compares: ``[(tensor, exponent), ...]`` linear quantities
-    (mel magnitudes ``(n_mels, frames)``, exponent 1; the ``(frames,)`` mean square of 10 ms frames,
-    exponent 2: a gain ``g`` scales each by ``g ** exponent``), torch float32, of ``audio / peak``
-    (pass the target's peak for both signals).
+def _pool(x: np.ndarray, hop_s: float, block_s: float) -> np.ndarray:
+    """Average ``(..., frames)`` over blocks of ``block_s`` (frames ``hop_s`` apart); the last block
+    may be shorter and averages what it holds (``torch.nn.functional.avg_pool1d(..., ceil_mode=True)``).
     """
-    import torch
+    k = max(1, int(round(block_s / hop_s)))
+    n = x.shape[-1]
+    if n < k:
+        return x.mean(axis=-1, keepdims=True)
+    starts = np.arange(0, n, k)
+    counts = np.diff(np.append(starts, n)).astype(x.dtype)
+    return np.add.reduceat(x, starts, axis=-1) / counts
 
-    from vitalmatch.features import mel_magnitude
-    from vitalmatch.metrics import magnitude_scale_configs
 
-    x = torch.as_tensor(np.asarray(audio, dtype=np.float32).reshape(-1)) / float(peak)
+def search_features(
+    audio: np.ndarray, sample_rate: int, objective: str = "fine", peak: float = 1.0, dtype=np.float32
+) -> list:
+    """Features :func:`search_loss` compares: ``[(array, exponent), ...]`` linear quantities
+    (mel magnitudes ``(n_mels, frames)``, exponent 1; the ``(frames,)`` mean square of 10 ms frames,
+    exponent 2: a gain ``g`` scales each by ``g ** exponent``), numpy ``dtype`` (float32; float64
+    gives reference values, ~2x slower), of ``audio / peak`` (pass the target's peak for both
+    signals).
+
+    The mels are :func:`vitalmatch.features.mel_magnitude`'s at the metric's three scales
+    (:func:`vitalmatch.metrics.magnitude_scale_configs`), computed without torch by
+    :func:`vitalmatch.search.spectra.mel_magnitude` (a search worker never imports torch).
+    """
+    from vitalmatch.metrics import magnitude_scale_configs  # numpy only until a metric is called
+    from vitalmatch.search.spectra import mel_magnitude
+
+    x = np.asarray(audio, dtype=dtype).reshape(-1) / np.asarray(peak, dtype)
     frame = max(1, int(round(_ENV_FRAME_S * sample_rate)))
     n = (len(x) // frame) * frame
-    env = x[:n].reshape(-1, frame).square().mean(dim=1) if n else torch.zeros(1)
-    feats = [(mel_magnitude(x, config), 1) for config in magnitude_scale_configs(int(sample_rate))]
+    env = np.square(x[:n].reshape(-1, frame)).mean(axis=1) if n else np.zeros(1, dtype)
+    feats = [
+        (mel_magnitude(x, c.sample_rate, c.n_fft, c.hop_length, c.n_mels, c.fmin, c.fmax, dtype), 1)
+        for c in magnitude_scale_configs(int(sample_rate))
+    ]
     if objective == "coarse":  # plus each scale's spectrum averaged over the clip (module docstring)
-        feats += [(m.mean(dim=-1, keepdim=True), 1) for m, _ in feats]
+        feats += [(m.mean(axis=-1, keepdims=True), 1) for m, _ in feats]
         env = _pool(env, _ENV_FRAME_S, COARSE_ENVELOPE_S)
     feats.append((env, 2))
     return feats
 
 
 def _logs(features: list, gain: float = 1.0) -> list:
-    import torch
-
-    return [torch.log((gain**exponent) * f + _LOG_FLOOR) for f, exponent in features]
+    """``log(gain ** exponent x feature + 1e-5)`` of each feature, in the features' dtype."""
+    return [np.log(f.dtype.type(gain**exponent) * f + f.dtype.type(_LOG_FLOOR)) for f, exponent in features]
 
 
 def _distance(log_candidate: list, log_target: list, envelope_weight: float) -> float:
-    mel = sum(float((c - t).abs().mean()) for c, t in zip(log_candidate[:-1], log_target[:-1], strict=True))
-    env = float((log_candidate[-1] - log_target[-1]).abs().mean()) if envelope_weight else 0.0
+    mel = sum(float(np.abs(c - t).mean()) for c, t in zip(log_candidate[:-1], log_target[:-1], strict=True))
+    env = float(np.abs(log_candidate[-1] - log_target[-1]).mean()) if envelope_weight else 0.0
     return mel / (len(log_candidate) - 1) + envelope_weight * env
 
 

@@ -41,6 +41,7 @@ def structure_phase(search: Search, findings: Findings, changes: list[str], roun
         best_loss, cont, cat, extras = search.best
         props = [p for p in proposals(reg, cont, cat, extras.modulations, findings) if p.name not in tried]
         props = props[: search.budget.evals_left()]
+        props = props[: search.fits(len(props), "change")]  # the batch ends by the deadline
         if not props:
             return None
         tried.update(p.name for p in props)
@@ -48,7 +49,7 @@ def structure_phase(search: Search, findings: Findings, changes: list[str], roun
         for p in props:
             c, k, conns = apply(reg, cont, cat, extras.modulations, p)
             points.append((c, k, dataclasses.replace(extras, modulations=tuple(conns))))
-        losses = search.run(points)
+        losses = search.run(points, kind="change")
         helped = [i for i in range(len(props)) if losses[i] < 0.99 * best_loss]
         if not helped:
             return None
@@ -64,7 +65,9 @@ def structure_phase(search: Search, findings: Findings, changes: list[str], roun
                 names.add(family)
                 applied.append(i)
                 c, k, conns = apply(reg, c, k, conns, props[i])
-            together = search.run([(c, k, dataclasses.replace(extras, modulations=tuple(conns)))])[0]
+            together = search.run(
+                [(c, k, dataclasses.replace(extras, modulations=tuple(conns)))], kind="change"
+            )[0]
             if together < losses[kept[0]]:
                 kept = applied
         changes.extend(f"structure: {props[i].name}" for i in kept)

@@ -14,9 +14,11 @@ candidate to the next with :meth:`~vitalmatch.synth.render.RenderEngine.update` 
 and modulation amounts that differ are set; a full ``load_json`` only when a wavetable, a load-only
 control or the modulation structure changes),
 renders at the search rate (44.1 kHz by default: Vital sounds different at 22.05 kHz) for the
-target's length, and computes the loss with torch on one thread against target features it
-caches. A candidate that crashes the synth, times out or returns NaN comes back as NaN; the search
-gives it a penalty worse than anything seen, not the run.
+target's length, and computes the loss in numpy + scipy.fft on one thread
+(:mod:`~vitalmatch.search.spectra`) against target features it caches. Nothing on a worker's path
+imports torch (or librosa): their imports were ~3 s of a worker's ~5.5 s start. A candidate that
+crashes the synth, times out or returns NaN comes back as NaN; the search gives it a penalty worse
+than anything seen, not the run.
 """
 
 from __future__ import annotations
@@ -121,11 +123,8 @@ _CRASH_EVERY = 0
 
 
 def init_worker(registry_json: str, tables: list[dict], sample_rate: int) -> None:
-    """Pool initializer: one synth per worker process, torch on one thread."""
+    """Pool initializer: one synth per worker process (the loss runs on one thread, without torch)."""
     global _SEARCHER, _CRASH_EVERY
-    import torch
-
-    torch.set_num_threads(1)
     _CRASH_EVERY = int(os.environ.get(CRASH_EVERY_ENV) or 0)
     _SEARCHER = _Searcher(ParamRegistry.from_json(registry_json), tables, sample_rate)
 
