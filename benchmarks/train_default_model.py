@@ -87,7 +87,12 @@ def main() -> None:
     train += ["--time-budget-min", str(args.minutes)] + (
         ["--resume"] if (run_dir / "last.pt").is_file() else []
     )
-    run(*train)
+    # a session ended by --time-budget-min exits 130 ("continue with --resume") with best.pt and
+    # last.pt written: export what there is; the next --resume continues the run
+    print("+ vitalmatch " + " ".join(train), flush=True)
+    rc = subprocess.run([sys.executable, "-m", "vitalmatch", *train]).returncode
+    if rc not in (0, 130) or not (run_dir / "best.pt").is_file():
+        sys.exit(f"error: training failed (exit {rc})")
     card = args.out / "card.json"
     card.write_text(
         json.dumps({"data": f"{data.name}: Tier 2, seed {SEED}, notes {NOTES}, real presets mixed in"})

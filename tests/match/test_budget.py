@@ -76,5 +76,8 @@ def test_a_short_match_ends_within_its_budget(match_cache, monkeypatch):
         pace = slowdown()
         result = matcher.match_audio(res.value[0].mean(axis=0), 57, 1.0, pitch_confidence=1.0)
     assert result.refinement is not None and result.refinement.evals > len(result.candidates)
-    assert result.seconds < 3.0 + 0.6 * pace, result.seconds
+    # about one batch over: a full load and a render on one worker, 0.3-0.9 s here and more on a
+    # busy CI machine (a run there took 4.08 s at pace 1.2); before the budget held, the 15 starting
+    # candidates alone took longer than this bound on one worker
+    assert result.seconds < 3.0 + 1.5 * pace, result.seconds
     assert result.distance <= result.distance_start and np.isfinite(result.distance)
