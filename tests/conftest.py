@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,19 @@ REPO = Path(__file__).resolve().parents[1]
 # No default model in the tests (match, predict and the demo behave as without one, whatever is
 # installed); the tests of the default model point the variable at a tiny model themselves.
 os.environ["VITALMATCH_DEFAULT_MODEL"] = ""
+
+# numba's on-disk cache is not safe for processes that fill it at the same time (numba/numba#10128:
+# a guvectorize kernel and its wrapper are two files, and two processes compiling at once can leave
+# a mixed pair that segfaults when called). In a fresh virtual environment the two xdist workers
+# compile librosa's pYIN/YIN kernels at once, and a CI run crashed in `_parabolic_interpolation`.
+# So each test process keeps its own cache (per virtual environment and worker; kept between runs).
+# (The controller's value is inherited by the workers, so ours is marked and replaced; a
+# NUMBA_CACHE_DIR set before pytest started is left alone.)
+if "numba" not in sys.modules and os.environ.get("NUMBA_CACHE_DIR", "") in ("", os.environ.get("_VM_NUMBA")):
+    _venv = hashlib.sha1(sys.prefix.encode()).hexdigest()[:8]
+    _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    _dir = str(Path(tempfile.gettempdir()) / f"vitalmatch-numba-{_venv}-{_worker}")
+    os.environ["NUMBA_CACHE_DIR"] = os.environ["_VM_NUMBA"] = _dir
 
 
 def shared_presets_dir() -> Path | None:
