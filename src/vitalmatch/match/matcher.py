@@ -69,6 +69,9 @@ FULL_BUDGET_S = 30.0
 #: Share of a shorter budget that scoring the starting candidates (the pitch trials included)
 #: may use (:func:`plan_starts`).
 START_SHARE = 0.5
+#: The order in which the sources of starting candidates get the slots of a short budget, with
+#: and without a model (:func:`plan_starts`, :func:`_in_turns`).
+SOURCE_TURNS = {True: ("model", "model", "neighbour", "model", "library"), False: ("neighbour", "library")}
 #: Seconds per worker to score one starting candidate before any was measured: a full load
 #: (``load_json``: ~0.15 s, almost all of it the synth computing the candidate's wavetables) plus
 #: the render and its loss (~0.09 s per second of audio); quiet 2-core machine,
@@ -152,7 +155,7 @@ def plan_starts(
     slots = (rounds - len(kept)) * workers - 1
     asked = {"neighbour": neighbours, "library": library, "model": model}
     got = dict.fromkeys(asked, 0)
-    turns = ("model", "model", "neighbour", "model", "library") if model else ("neighbour", "library")
+    turns = SOURCE_TURNS[bool(model)]
     while slots > 0 and any(got[k] < asked[k] for k in asked):
         for source in [*turns, *(k for k in asked if k not in turns)]:
             if slots > 0 and got[source] < asked[source]:
@@ -926,7 +929,7 @@ def _in_turns(candidates: list[Candidate], model: bool) -> list[Candidate]:
     library`` in turn, without ``neighbour, library``, each source's own order kept."""
     sources = {"model": "prediction", "neighbour": "start set", "library": "library"}
     queues = {k: [c for c in candidates[1:] if c.name.startswith(v)] for k, v in sources.items()}
-    turns = ("model", "model", "neighbour", "model", "library") if model else ("neighbour", "library")
+    turns = SOURCE_TURNS[bool(model)]
     out = candidates[:1]
     while any(queues.values()):
         for source in [*turns, *(k for k in queues if k not in turns)]:
